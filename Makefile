@@ -1,0 +1,18 @@
+# The two commands of a fresh machine: `make demo` (the main job) and
+# `make test` (every test). Both run the idempotent set-up first.
+.PHONY: setup demo test bench install
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	scripts/demo.sh
+
+test: setup
+	scripts/test.sh
+
+bench: setup
+	scripts/bench.sh
+
+install: setup
+	scripts/install.sh $(PREFIX)
