@@ -1,0 +1,5 @@
+"""Layers library: adapters and heads live here, not inside the backbone."""
+from .adapters import ConvAdapter, ResidualAdapter, create_adapter, ADAPTER_KINDS
+from .heads import MLPHead
+
+__all__ = ["ConvAdapter", "ResidualAdapter", "create_adapter", "ADAPTER_KINDS", "MLPHead"]

@@ -1,0 +1,188 @@
+"""The hierarchy's stages: a backbone (Stage 1's, frozen for Stages 2/3),
+optional adapters on layer3/layer4 and an MLP head.
+
+Seams (timm style): forward_trunk (stem..layer2, exported as trunk.onnx),
+forward_deep (layer3 + adapter + layer4 + adapter), forward_features,
+forward_head(pre_logits), get_classifier/reset_classifier.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..layers import MLPHead, create_adapter
+from .registry import create_model, model_cfg
+
+# The hierarchy: stage -> classes (name, leaf partition or next stage) and the
+# mapping from a 10-way partition label to the stage's class (None = not
+# routed to this stage).
+STAGES: dict[str, list[dict]] = {
+    "stage1": [{"name": "NONE", "partition": "NONE"}, {"name": "PARTITION", "next": "stage2"}],
+    "stage2": [{"name": "SPLIT", "partition": "SPLIT"}, {"name": "RECT", "next": "stage3_rect"},
+               {"name": "AB", "next": "stage3_ab"}],
+    "stage3_rect": [{"name": "HORZ", "partition": "HORZ"}, {"name": "VERT", "partition": "VERT"},
+                    {"name": "HORZ_4", "partition": "HORZ_4"}, {"name": "VERT_4", "partition": "VERT_4"}],
+    "stage3_ab": [{"name": "HORZ_A", "partition": "HORZ_A"}, {"name": "HORZ_B", "partition": "HORZ_B"},
+                  {"name": "VERT_A", "partition": "VERT_A"}, {"name": "VERT_B", "partition": "VERT_B"}],
+}
+STAGE_ORDER = ["stage1", "stage2", "stage3_rect", "stage3_ab"]
+ROOT = "stage1"
+
+
+def stage_classes(stage: str) -> list[str]:
+    return [c["name"] for c in STAGES[stage]]
+
+
+def _label_maps() -> dict[str, list[int]]:
+    """For each stage, a 10-entry table: partition -> stage class or -1."""
+    from .. import PARTITION_INDEX
+    maps = {s: [-1] * 10 for s in STAGES}
+
+    def leaves(stage):
+        out = []
+        for c in STAGES[stage]:
+            out += [c["partition"]] if "partition" in c else leaves(c["next"])
+        return out
+
+    for s, classes in STAGES.items():
+        for k, c in enumerate(classes):
+            for p in ([c["partition"]] if "partition" in c else leaves(c["next"])):
+                maps[s][PARTITION_INDEX[p]] = k
+    return maps
+
+
+LABEL_MAPS = _label_maps()
+
+
+class StageModel(nn.Module):
+    """One stage of the hierarchy.
+
+    mode:
+      * "full"     : backbone trainable (Stage 1; or the Stage 2 fine-tuning baseline)
+      * "frozen"   : backbone frozen, head only
+      * "adapter"  : backbone frozen + adapters on ``adapter_layers``
+    bn_mode ("eval" | "train"): for a frozen backbone, whether its BatchNorm
+    layers stay in eval mode (default; notes 04) while the rest trains.
+    """
+
+    def __init__(self, stage: str, arch: str, in_chans: int, num_side: int = 0, stem: str = "imagenet",
+                 mode: str = "full", adapter: str = "conv", adapter_reduction: int = 4,
+                 adapter_bottleneck: int = 64, adapter_layers: Sequence[str] = ("layer3", "layer4"),
+                 head_hidden: Sequence[int] | None = None, head_dropout: Sequence[float] | float = (0.1, 0.2),
+                 bn_mode: str = "eval", arch_kwargs: dict | None = None, backbone: nn.Module | None = None):
+        super().__init__()
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        if mode not in ("full", "frozen", "adapter"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if bn_mode not in ("eval", "train"):
+            raise ValueError(f"unknown bn_mode {bn_mode!r}")
+        self.stage = stage
+        self.arch = arch
+        self.mode = mode
+        self.bn_mode = bn_mode
+        self.backbone = backbone if backbone is not None else create_model(
+            arch, in_chans=in_chans, stem=stem, **(arch_kwargs or {}))
+        self.num_classes = len(STAGES[stage])
+        if head_hidden is None:
+            head_hidden = model_cfg(arch).get("head_hidden", [256, 128])
+        self.adapters = nn.ModuleDict()
+        if mode == "adapter":
+            for name in adapter_layers:
+                if name not in ("layer3", "layer4"):
+                    raise ValueError("adapters go on layer3/layer4 only (the trunk stem..layer2 is shared)")
+                ch = getattr(self.backbone, name)[-1].bn2.num_features
+                self.adapters[name] = create_adapter(adapter, ch, reduction=adapter_reduction,
+                                                     bottleneck=adapter_bottleneck)
+        self.head = MLPHead(self.backbone.num_features, self.num_classes, hidden=head_hidden,
+                            dropout=head_dropout, num_side=num_side)
+        self.num_side = num_side
+        if mode != "full":
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    # -- train/eval: a frozen backbone keeps BN statistics frozen ---------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.mode != "full" and self.bn_mode == "eval":
+            self.backbone.eval()
+        return self
+
+    # -- seams -------------------------------------------------------------------
+    def forward_trunk(self, x):
+        return self.backbone.forward_trunk(x)
+
+    def forward_deep(self, f):
+        h = self.backbone.layer3(f)
+        if "layer3" in self.adapters:
+            h = self.adapters["layer3"](h)
+        h = self.backbone.layer4(h)
+        if "layer4" in self.adapters:
+            h = self.adapters["layer4"](h)
+        return h
+
+    def forward_features(self, x):
+        return self.forward_deep(self.forward_trunk(x))
+
+    def forward_head(self, h, side=None, pre_logits: bool = False):
+        pooled = h.mean(dim=(2, 3))
+        return self.head(pooled, side, pre_logits=pre_logits)
+
+    def forward(self, x, side=None):
+        return self.forward_head(self.forward_features(x), side)
+
+    def get_classifier(self):
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int):
+        self.head.fc = nn.Linear(self.head.fc.in_features, num_classes)
+        self.num_classes = num_classes
+
+    # -- parameter groups ----------------------------------------------------------
+    def trainable_state_dict(self) -> dict:
+        """What a Stage 2/3 checkpoint stores: adapters + head (full: everything)."""
+        sd = self.state_dict()
+        if self.mode == "full":
+            return sd
+        return {k: v for k, v in sd.items() if not k.startswith("backbone.")}
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"backbone": [], "adapter": [], "head": []}
+        for n, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            key = n.split(".", 1)[0]
+            groups["adapter" if key == "adapters" else key].append(p)
+        return groups
+
+
+class TrunkExport(nn.Module):
+    """trunk.onnx: x -> features (stem..layer2 of the Stage 1 backbone)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone.forward_trunk(x)
+
+
+class StageExport(nn.Module):
+    """<stage>.onnx: (features[, side]) -> softmax probs. An ensemble of k
+    members (e.g. AB specialists) averages their probabilities."""
+
+    def __init__(self, members: Sequence[StageModel]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.num_side = members[0].num_side
+
+    def forward(self, features, side=None):
+        probs = None
+        for m in self.members:
+            p = torch.softmax(m.forward_head(m.forward_deep(features), side), dim=1)
+            probs = p if probs is None else probs + p
+        if len(self.members) > 1:
+            probs = probs / float(len(self.members))
+        return probs
