@@ -1,0 +1,172 @@
+"""Export from checkpoints, bundle evaluation on a dataset split, and the
+train-all pipeline (Stage 1 -> Stage 2 -> Stage 3 RECT/AB -> export -> test)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_stage_models, read_checkpoint, sha256_file
+from .config import TrainConfig, load_config
+from .export import ExportError, export_bundle, synthetic_golden_blocks
+from .loader import BlockDataset
+from .metrics import cascade_metrics, classification_metrics
+from .models.stage import STAGE_ORDER, stage_classes
+from .reference import ReferenceBundle
+from .tensor import InputSpec, is_intra_frame_type
+
+
+def load_hierarchy(ckpts: dict[str, str]) -> tuple[dict, InputSpec, dict]:
+    """Load the four stages' checkpoints; all must sit on the same Stage 1."""
+    missing = [s for s in STAGE_ORDER if not ckpts.get(s)]
+    if missing:
+        raise CheckpointError(f"missing checkpoints for {missing}")
+    s1_path = ckpts["stage1"]
+    stages, cks = {}, {}
+    for s in STAGE_ORDER:
+        models, ck = load_stage_models(ckpts[s], None if s == "stage1" else s1_path)
+        if ck["stage"] != s:
+            raise CheckpointError(f"{ckpts[s]}: is a {ck['stage']} checkpoint, expected {s}")
+        stages[s], cks[s] = models, ck
+    spec = InputSpec.from_manifest(cks["stage1"]["spec"])
+    for s in STAGE_ORDER:
+        if cks[s]["spec"] != cks["stage1"]["spec"]:
+            raise CheckpointError(f"{ckpts[s]}: input spec differs from Stage 1's")
+    return stages, spec, cks
+
+
+def real_golden_blocks(data: str, n: int = 16, seed: int = 0) -> list[dict]:
+    ds = BlockDataset(data, "test", InputSpec.create(), None, require_all_classes=False)
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False))
+    a = ds.arrays(idx)
+    intra = is_intra_frame_type(a["frame_type"])
+    return [{"bit_depth": int(a["bit_depth"][i]), "y": a["y"][i].astype(np.int64), "u": a["u"][i].astype(np.int64),
+             "v": a["v"][i].astype(np.int64), "prev_y": a["prev_y"][i].astype(np.int64) if a["has_prev"][i] else None,
+             "qindex": int(a["base_qindex"][i]), "intra": bool(intra[i])} for i in range(len(idx))]
+
+
+def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: float | None = 0.0,
+                    max_blocks: int | None = None, batch: int = 4096, threads: int = 0, exclude_edge: bool = False) -> dict:
+    """End-to-end 10-way metrics of a bundle (onnxruntime, the reference
+    cascade) on a dataset split, with error attribution and per-stage metrics."""
+    ref = ReferenceBundle(bundle, threads=threads or (os.cpu_count() or 1))
+    ds = BlockDataset(data, split, ref.spec, None, exclude_edge, max_blocks, require_all_classes=False)
+    probs, stage_p, ran = [], {s: [] for s in STAGE_ORDER}, {s: [] for s in STAGE_ORDER}
+    for s0 in range(0, len(ds), batch):
+        b = ds.batch(np.arange(s0, min(s0 + batch, len(ds))))
+        r = ref.run_tensors(b["x"].numpy(), b["side"].numpy(), skip_below)
+        probs.append(r.probabilities)
+        for s in STAGE_ORDER:
+            stage_p[s].append(r.stage_probs[s])
+            ran[s].append(r.ran[s])
+    from .reference import CascadeResult
+    P = np.concatenate(probs)
+    res = CascadeResult(P, P.argmax(1), {s: np.concatenate(v) for s, v in stage_p.items()},
+                        {s: np.concatenate(v) for s, v in ran.items()})
+    out = {"split": split, "n": len(ds), "skip_below": skip_below if skip_below is not None else
+           ref.manifest["cascade"]["skip_below"], "cascade": cascade_metrics(res, ds.labels10, ref.manifest)}
+    from .models.stage import LABEL_MAPS
+    per_stage = {}
+    for s in STAGE_ORDER:
+        t = np.asarray(LABEL_MAPS[s])[ds.labels10]
+        sel = (t >= 0) & res.ran[s]
+        if sel.any():
+            per_stage[s] = classification_metrics(res.stage_probs[s][sel], t[sel], stage_classes(s))
+    out["stages"] = per_stage
+    out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
+    return out
+
+
+def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: str | None = None,
+                            description: str = "", skip_below: float = 0.0, test_max_blocks: int | None = None,
+                            golden_skip_below=(0.3, 0.25, 0.35, 0.2, 0.15)) -> dict:
+    stages, spec, cks = load_hierarchy(ckpts)
+    priors = {}
+    for s in STAGE_ORDER:
+        c = np.asarray(cks[s]["class_counts"], dtype=np.float64)
+        if c.sum() <= 0:
+            raise ExportError(f"{s}: no training class counts in its checkpoint")
+        priors[s] = (c / c.sum()).tolist()
+    recipe = {"stages": {s: {k: cks[s]["config"][k] for k in (
+        "arch", "stem", "width_mult", "mode", "adapter", "adapter_reduction", "adapter_bottleneck", "bn_mode",
+        "loss", "gamma", "beta", "lr", "lr_adapter", "lr_head", "weight_decay", "batch_size", "epochs",
+        "seed", "balanced_sampling", "exclude_edge", "ensemble_k")} | {
+        "epoch": cks[s]["epoch"], "val_macro_f1": cks[s]["metric"], "checkpoint_sha256": sha256_file(ckpts[s])}
+        for s in STAGE_ORDER},
+        "stage1_sha256": sha256_file(ckpts["stage1"]), "train_class_counts": {s: cks[s]["class_counts"] for s in STAGE_ORDER}}
+    val_metrics = {s: {"macro_f1": cks[s]["metric"]} for s in STAGE_ORDER}
+    blocks = synthetic_golden_blocks(48, 0)
+    if data:
+        recipe["dataset"] = _dataset_identity(data)
+        try:
+            blocks += real_golden_blocks(data, 16)
+        except Exception as e:  # no test split: synthetic golden blocks only
+            recipe["golden_note"] = f"no real test blocks: {e}"
+    last = None
+    for sb in golden_skip_below:
+        try:
+            manifest = export_bundle(out, spec, stages, priors, name=name, description=description, recipe=recipe,
+                                     metrics={"val": val_metrics}, golden_blocks=blocks, skip_below=skip_below,
+                                     golden_skip_below=[sb])
+            break
+        except ExportError as e:
+            if "golden skip_below" not in str(e):
+                raise
+            last = e
+    else:
+        raise last
+    if data:
+        test = evaluate_bundle(out, data, "test", 0.0, test_max_blocks)
+        manifest["training"]["metrics"]["test"] = _compact_test(test)
+        tmp = Path(out) / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, Path(out) / "manifest.json")
+        (Path(out).parent / f"{Path(out).name}.test-metrics.json").write_text(json.dumps(test, indent=1) + "\n")
+    return manifest
+
+
+def _compact_test(t: dict) -> dict:
+    c = t["cascade"]
+    return {"split": t["split"], "n": t["n"], "accuracy_10way": c["accuracy"], "macro_f1_10way": c["macro_f1"],
+            "ece": c["ece"], "mce": c["mce"],
+            "per_class_f1": {k: v["f1"] for k, v in c["per_class"].items()},
+            "errors_enter_at": {k: v["share_of_errors"] for k, v in c["errors_enter_at"].items()},
+            "stage_macro_f1": {s: m["macro_f1"] for s, m in t["stages"].items()}}
+
+
+def _dataset_identity(data: str) -> dict:
+    mp = Path(data) / "manifest.json"
+    if not mp.exists():
+        return {"path": str(data)}
+    m = json.loads(mp.read_text())
+    return {"manifest_sha256": sha256_file(mp), "format_version": m.get("format_version"),
+            "splits": m.get("splits"), "recipe": m.get("recipe")}
+
+
+def train_all(config_path: str | None, overrides: list[str], out_root: str, bundle_out: str, name: str = "default",
+              skip_stages=()) -> dict:
+    """Stage 1 -> Stage 2 -> Stage 3 RECT -> Stage 3 AB -> export -> test metrics.
+    The JSON config has common keys at the top level and optional per-stage
+    sections ("stage1": {...}, "stage2": {...}, ...)."""
+    from .train import train_stage
+    out_root = Path(out_root)
+    ckpts = {}
+    for s in STAGE_ORDER:
+        cfg = load_config(config_path, overrides, section=s)
+        cfg = cfg.replace(stage=s, out=str(out_root / s),
+                          stage1_ckpt=str(out_root / "stage1" / "checkpoints" / "best.pt") if s != "stage1" else "")
+        best = out_root / s / "checkpoints" / "best.pt"
+        if s in skip_stages and best.exists():
+            print(f"[train-all] {s}: reusing {best}")
+        else:
+            print(f"[train-all] training {s} -> {cfg.out}", flush=True)
+            train_stage(cfg)
+        ckpts[s] = str(best)
+    data = load_config(config_path, overrides).data
+    print(f"[train-all] exporting {bundle_out}", flush=True)
+    m = export_from_checkpoints(ckpts, bundle_out, name, data, description=f"av1part bundle {name}")
+    print(json.dumps(m["training"]["metrics"].get("test", {}), indent=1))
+    return m
