@@ -1,0 +1,238 @@
+//! The batched cascade (`docs/CONTRACTS.md`, "Cascade semantics").
+//!
+//! A chunk of blocks is preprocessed into `x`/`side`, the trunk runs once on
+//! all of them, then each stage runs, in tree order, on just the blocks whose
+//! mass reaches it (`>= skip_below`). Masses multiply down the tree in f64;
+//! a skipped stage hands its mass to the partitions through its subtree's
+//! priors. Nothing is allocated once the buffers have grown to the largest
+//! chunk seen.
+
+use ort::session::SessionInputValue;
+use ort::value::TensorRef;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Bundle, Source, Target, BLOCK};
+use crate::preprocess::{BlockSource, TensorLayout};
+use crate::session::{Model, Worker};
+use crate::{Prediction, MAX_STAGES, NUM_PARTITIONS, PREDICTION_FLAG_HAS_PREV, PREDICTION_FLAG_PARTIAL, PREDICTION_FLAG_SKIPPED};
+
+/// Largest number of blocks sent to ONNX Runtime in one run.
+pub(crate) const CHUNK: usize = 256;
+
+/// Buffers reused across calls by one worker.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    x: Vec<f32>,
+    side: Vec<f32>,
+    trunk: Vec<f32>,
+    /// Gathered rows for a stage that runs on a subset: x, trunk, side.
+    gathered: [Vec<f32>; 3],
+    /// Mass reaching each stage, `[stage][block]`; NaN = not reached.
+    mass: Vec<f64>,
+    /// Probabilities being accumulated, `[block][partition]`.
+    probs: Vec<[f64; NUM_PARTITIONS]>,
+    /// Blocks a stage runs on.
+    selected: Vec<usize>,
+}
+
+/// Runs one model on `rows` blocks whose inputs are the given row-major
+/// buffers, and hands the output rows to `each`.
+fn run_model(
+    model: &mut Model,
+    what: &str,
+    rows: usize,
+    bufs: [(&[f32], &[i64]); 3],
+    out_row: usize,
+    mut each: impl FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let tensor = |src: Source| -> Result<SessionInputValue<'_>> {
+        let (data, decl_shape) = bufs[src as usize];
+        let dim = |i: usize| if i == 0 { rows } else { decl_shape[i] as usize };
+        let t = match decl_shape.len() {
+            2 => TensorRef::from_array_view(([dim(0), dim(1)], data)),
+            3 => TensorRef::from_array_view(([dim(0), dim(1), dim(2)], data)),
+            4 => TensorRef::from_array_view(([dim(0), dim(1), dim(2), dim(3)], data)),
+            r => TensorRef::from_array_view(((0..r).map(dim).collect::<Vec<usize>>(), data)),
+        }
+        .map_err(|e| Error::inference(format!("{what}: creating the input tensor: {e}")))?;
+        Ok(t.into())
+    };
+    let srcs = &model.sources;
+    let result = match srcs.len() {
+        1 => model.session.run([tensor(srcs[0])?]),
+        2 => model.session.run([tensor(srcs[0])?, tensor(srcs[1])?]),
+        3 => model.session.run([tensor(srcs[0])?, tensor(srcs[1])?, tensor(srcs[2])?]),
+        n => return Err(Error::Internal(format!("{what}: {n} inputs"))),
+    };
+    let outputs = result.map_err(|e| Error::inference(format!("{what}: {e}")))?;
+    let value = outputs
+        .get(&model.output)
+        .ok_or_else(|| Error::inference(format!("{what}: output `{}` missing", model.output)))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| Error::inference(format!("{what}: reading output `{}`: {e}", model.output)))?;
+    if shape.first().copied() != Some(rows as i64) || data.len() != rows * out_row {
+        return Err(Error::inference(format!(
+            "{what}: output shape {shape:?} for a batch of {rows}, expected rows of {out_row}"
+        )));
+    }
+    for (i, row) in data.chunks_exact(out_row).enumerate() {
+        each(i, row)?;
+    }
+    Ok(())
+}
+
+/// Copies the `selected` rows of `src` (rows of `len`) into `dst`.
+fn gather(dst: &mut Vec<f32>, src: &[f32], len: usize, selected: &[usize]) {
+    dst.clear();
+    for &n in selected {
+        dst.extend_from_slice(&src[n * len..(n + 1) * len]);
+    }
+}
+
+/// Predicts `blocks.len()` (≤ [`CHUNK`]) blocks into `out`.
+pub(crate) fn run_chunk(
+    worker: &mut Worker,
+    bundle: &Bundle,
+    layout: &TensorLayout,
+    skip_below: f64,
+    blocks: &[BlockSource<'_>],
+    out: &mut [Prediction],
+) -> Result<()> {
+    let n = blocks.len();
+    debug_assert_eq!(n, out.len());
+    let Worker { models, scratch: sc } = worker;
+    let (xl, sl) = (layout.x_len(), layout.side_len());
+
+    // 1. Preprocess straight into the batch buffers.
+    sc.x.resize(n * xl, 0.0);
+    sc.side.resize(n * sl, 0.0);
+    for (i, b) in blocks.iter().enumerate() {
+        layout
+            .fill(b, &mut sc.x[i * xl..(i + 1) * xl], &mut sc.side[i * sl..(i + 1) * sl])
+            .map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
+                other => other,
+            })?;
+    }
+    let x_shape = [-1i64, layout.num_channels() as i64, BLOCK as i64, BLOCK as i64];
+    let side_shape = [-1i64, sl as i64];
+
+    // 2. Trunk on every block.
+    let mut trunk_shape: &[i64] = &[];
+    if let (Some(t), Some(spec)) = (models.trunk.as_mut(), bundle.trunk.as_ref()) {
+        let row = spec.output.row_len();
+        trunk_shape = &spec.output.shape;
+        sc.trunk.clear();
+        sc.trunk.reserve(n * row);
+        let dst = &mut sc.trunk;
+        run_model(t, "trunk", n, [(&sc.x, &x_shape), (&[], &[]), (&[], &[])], row, |_, r| {
+            if r.iter().any(|v| !v.is_finite()) {
+                return Err(Error::inference("trunk: non-finite output"));
+            }
+            dst.extend_from_slice(r);
+            Ok(())
+        })?;
+    }
+    let trunk_row = bundle.trunk.as_ref().map_or(0, |t| t.output.row_len());
+
+    // 3. Stages in tree order.
+    let ns = bundle.stages.len();
+    sc.mass.clear();
+    sc.mass.resize(ns * n, f64::NAN);
+    sc.mass[bundle.root * n..(bundle.root + 1) * n].fill(1.0);
+    sc.probs.clear();
+    sc.probs.resize(n, [0.0; NUM_PARTITIONS]);
+    for (p, b) in out.iter_mut().zip(blocks) {
+        *p = Prediction { num_stages: ns as u32, ..Prediction::default() };
+        if b.partial {
+            p.flags |= PREDICTION_FLAG_PARTIAL;
+        }
+        if b.has_prev() {
+            p.flags |= PREDICTION_FLAG_HAS_PREV;
+        }
+    }
+    for &s in &bundle.order {
+        let stage = &bundle.stages[s];
+        sc.selected.clear();
+        for i in 0..n {
+            let m = sc.mass[s * n + i];
+            if m.is_nan() {
+                continue; // not reached: an ancestor was skipped
+            }
+            if m >= skip_below {
+                sc.selected.push(i);
+            } else {
+                for (acc, d) in sc.probs[i].iter_mut().zip(&stage.leaf_dist) {
+                    *acc += m * d;
+                }
+                out[i].flags |= PREDICTION_FLAG_SKIPPED;
+            }
+        }
+        let m_rows = sc.selected.len();
+        if m_rows == 0 {
+            continue;
+        }
+        let all = m_rows == n;
+        let [gx, gt, gs] = &mut sc.gathered;
+        let (bx, bt, bs): (&[f32], &[f32], &[f32]) = if all {
+            (&sc.x, &sc.trunk, &sc.side)
+        } else {
+            let uses = |src| stage.inputs.iter().any(|(_, s2)| *s2 == src);
+            if uses(Source::Block) {
+                gather(gx, &sc.x, xl, &sc.selected);
+            }
+            if uses(Source::Trunk) {
+                gather(gt, &sc.trunk, trunk_row, &sc.selected);
+            }
+            if uses(Source::Side) {
+                gather(gs, &sc.side, sl, &sc.selected);
+            }
+            (gx, gt, gs)
+        };
+        let k = stage.classes.len();
+        let selected = &sc.selected;
+        let mass = &mut sc.mass;
+        let probs = &mut sc.probs;
+        let what = stage.name.as_str();
+        run_model(
+            &mut models.stages[s],
+            what,
+            m_rows,
+            [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
+            k,
+            |j, row| {
+                if row.iter().any(|p| !(p.is_finite() && (0.0..=1.0 + 1e-4).contains(p))) {
+                    return Err(Error::inference(format!("{what}: output {row:?} is not probabilities")));
+                }
+                let i = selected[j];
+                let m = mass[s * n + i];
+                let pred = &mut out[i];
+                pred.stages_run |= 1 << s;
+                pred.stage_probabilities[s][..k].copy_from_slice(row);
+                for (c, &p) in stage.classes.iter().zip(row) {
+                    let mk = m * p as f64;
+                    match c.target {
+                        Target::Leaf(l) => probs[i][l as usize] += mk,
+                        Target::Stage(t) => mass[t * n + i] = mk,
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
+
+    // 4. Final probabilities and argmax (lowest index on a tie).
+    for (p, acc) in out.iter_mut().zip(&sc.probs) {
+        let mut best = 0usize;
+        for (j, v) in acc.iter().enumerate() {
+            p.probabilities[j] = *v as f32;
+            if p.probabilities[j] > p.probabilities[best] {
+                best = j;
+            }
+        }
+        p.partition = best as i32;
+    }
+    const _: () = assert!(MAX_STAGES <= 32, "stages_run is a u32 bit set");
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The context: a loaded bundle, its sessions, and the predict entry points.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cascade::{self, Scratch, CHUNK};
+use crate::error::{Error, Result};
+use crate::manifest::{Bundle, Target};
+use crate::preprocess::{frame_block_count, Block, BlockSource, Frame, TensorLayout};
+use crate::runtime::{self, Runtime};
+use crate::session::{Ep, Models, Pool, SessionSettings, Worker};
+use crate::Prediction;
+
+/// Which execution provider to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProviderChoice {
+    /// CUDA when it can be had, else CPU.
+    #[default]
+    Auto,
+    /// ONNX Runtime's CPU provider only.
+    Cpu,
+    /// CUDA; falls back to CPU (with a note) unless `require_provider`.
+    Cuda,
+}
+
+/// The execution provider actually in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// CPU.
+    Cpu,
+    /// CUDA.
+    Cuda,
+}
+
+/// Context settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The model bundle directory (holding `manifest.json`).
+    pub model_dir: PathBuf,
+    /// The ONNX Runtime library; `None`: `$AV1PART_ORT_LIB`, else the
+    /// build-time default, else `libonnxruntime.so*` next to the av1part
+    /// library.
+    pub ort_library: Option<PathBuf>,
+    /// Execution provider wanted.
+    pub provider: ProviderChoice,
+    /// Fail with [`Error::ProviderUnavailable`] instead of falling back to
+    /// CPU when CUDA was asked for explicitly and cannot be had.
+    pub require_provider: bool,
+    /// CUDA device ordinal.
+    pub cuda_device_id: i32,
+    /// ONNX Runtime intra-op threads per session; 0 means 1 (the encoder
+    /// usually parallelises across blocks itself).
+    pub intra_op_threads: usize,
+    /// Most sessions per model kept for concurrent callers; 0 means
+    /// `min(available cores, 8)` (CPU) or 4 (CUDA).
+    pub max_sessions: usize,
+    /// Override of the bundle's `cascade.skip_below` (in `[0, 1]`).
+    pub skip_below: Option<f64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model_dir: PathBuf::new(),
+            ort_library: None,
+            provider: ProviderChoice::Auto,
+            require_provider: false,
+            cuda_device_id: 0,
+            intra_op_threads: 0,
+            max_sessions: 0,
+            skip_below: None,
+        }
+    }
+}
+
+/// One class of a stage, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassInfo {
+    /// Class name.
+    pub name: String,
+    /// The partition, for a leaf.
+    pub partition: Option<u8>,
+    /// The next stage (index), for an inner class.
+    pub next: Option<usize>,
+}
+
+/// One stage of the loaded bundle, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageInfo {
+    /// Stage name.
+    pub name: String,
+    /// Classes in output order.
+    pub classes: Vec<ClassInfo>,
+    /// Class priors.
+    pub prior: Vec<f64>,
+}
+
+/// A loaded bundle ready to predict. `Send + Sync`: share one between all
+/// threads; calls run concurrently up to `max_sessions`, and every call
+/// gives the same result whatever the other threads do.
+pub struct Context {
+    runtime: Arc<Runtime>,
+    bundle: Arc<Bundle>,
+    layout: TensorLayout,
+    pool: Pool,
+    provider: Provider,
+    provider_note: String,
+    skip_below: f64,
+    max_sessions: usize,
+    stages: Vec<StageInfo>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("bundle", &self.bundle.name)
+            .field("provider", &self.provider)
+            .field("skip_below", &self.skip_below)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Loads ONNX Runtime (once per process), the bundle (manifest, hashes)
+    /// and its models (I/O checked against the manifest).
+    pub fn new(cfg: &Config) -> Result<Context> {
+        if cfg.model_dir.as_os_str().is_empty() {
+            return Err(Error::invalid("model_dir is empty"));
+        }
+        let skip_override = match cfg.skip_below {
+            Some(s) if !(s.is_finite() && (0.0..=1.0).contains(&s)) => {
+                return Err(Error::invalid(format!("skip_below {s} is not in [0, 1]")))
+            }
+            other => other,
+        };
+        if cfg.intra_op_threads > 1024 {
+            return Err(Error::invalid(format!("intra_op_threads {} is unreasonable", cfg.intra_op_threads)));
+        }
+        let bundle = Arc::new(Bundle::load(&cfg.model_dir)?);
+        let runtime = runtime::get(cfg.ort_library.as_deref())?;
+        let intra_threads = cfg.intra_op_threads.max(1);
+
+        let mut provider_note = String::new();
+        let mut chosen: Option<(Ep, Models)> = None;
+        if matches!(cfg.provider, ProviderChoice::Auto | ProviderChoice::Cuda) {
+            let s = SessionSettings { ep: Ep::Cuda(cfg.cuda_device_id), intra_threads };
+            match Models::load(&runtime, &bundle, &s) {
+                Ok(m) => chosen = Some((s.ep, m)),
+                Err(Error::ProviderUnavailable(msg)) => {
+                    if cfg.require_provider && cfg.provider == ProviderChoice::Cuda {
+                        return Err(Error::ProviderUnavailable(format!("CUDA: {msg}")));
+                    }
+                    tracing::info!("av1part: CUDA unavailable, using CPU: {msg}");
+                    provider_note = format!("CUDA unavailable, using CPU: {msg}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (ep, first) = match chosen {
+            Some(c) => c,
+            None => {
+                let s = SessionSettings { ep: Ep::Cpu, intra_threads };
+                (Ep::Cpu, Models::load(&runtime, &bundle, &s)?)
+            }
+        };
+        let provider = match ep {
+            Ep::Cpu => Provider::Cpu,
+            Ep::Cuda(_) => Provider::Cuda,
+        };
+        let max_sessions = match cfg.max_sessions {
+            0 => match provider {
+                Provider::Cpu => std::thread::available_parallelism().map_or(4, |n| n.get()).min(8),
+                Provider::Cuda => 4,
+            },
+            n => n,
+        };
+        let settings = SessionSettings { ep, intra_threads };
+        let (rt2, b2) = (Arc::clone(&runtime), Arc::clone(&bundle));
+        let factory = Box::new(move || -> Result<Worker> {
+            Ok(Worker { models: Models::load(&rt2, &b2, &settings)?, scratch: Scratch::default() })
+        });
+        let pool = Pool::new(Worker { models: first, scratch: Scratch::default() }, max_sessions, factory);
+
+        let stages = bundle
+            .stages
+            .iter()
+            .map(|s| StageInfo {
+                name: s.name.clone(),
+                classes: s
+                    .classes
+                    .iter()
+                    .map(|c| ClassInfo {
+                        name: c.name.clone(),
+                        partition: match c.target {
+                            Target::Leaf(l) => Some(l),
+                            Target::Stage(_) => None,
+                        },
+                        next: match c.target {
+                            Target::Leaf(_) => None,
+                            Target::Stage(t) => Some(t),
+                        },
+                    })
+                    .collect(),
+                prior: s.prior.clone(),
+            })
+            .collect();
+        tracing::info!(bundle = %bundle.name, ?provider, "av1part context ready");
+        Ok(Context {
+            layout: TensorLayout::new(&bundle),
+            skip_below: skip_override.unwrap_or(bundle.skip_below),
+            runtime,
+            bundle,
+            pool,
+            provider,
+            provider_note,
+            max_sessions,
+            stages,
+        })
+    }
+
+    /// Predicts one block.
+    pub fn predict_block(&self, block: &Block<'_>) -> Result<Prediction> {
+        let mut out = [Prediction::default()];
+        self.predict_blocks(std::slice::from_ref(block), &mut out)?;
+        Ok(out[0])
+    }
+
+    /// Predicts `blocks.len()` blocks into `out` (same length), batched.
+    /// On error `out` is left unspecified.
+    pub fn predict_blocks(&self, blocks: &[Block<'_>], out: &mut [Prediction]) -> Result<()> {
+        if blocks.is_empty() {
+            return Err(Error::invalid("no blocks (n = 0)"));
+        }
+        if out.len() != blocks.len() {
+            return Err(Error::invalid(format!("{} outputs for {} blocks", out.len(), blocks.len())));
+        }
+        for (i, b) in blocks.iter().enumerate() {
+            b.validate().map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
+                other => other,
+            })?;
+        }
+        let mut worker = self.pool.acquire()?;
+        let mut sources = Vec::with_capacity(blocks.len().min(CHUNK));
+        for (bc, oc) in blocks.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            sources.clear();
+            sources.extend(bc.iter().map(BlockSource::from_block));
+            self.run(&mut worker, &sources, oc)?;
+        }
+        Ok(())
+    }
+
+    /// Predicts every 16×16 block of a frame, raster order, into `out`,
+    /// which must hold at least [`frame_block_count`] predictions. Blocks
+    /// past the right/bottom edge replicate the last column/row and are
+    /// flagged [`crate::PREDICTION_FLAG_PARTIAL`]. Returns the count.
+    pub fn predict_frame(&self, frame: &Frame<'_>, out: &mut [Prediction]) -> Result<usize> {
+        frame.validate()?;
+        let count = frame_block_count(frame.width, frame.height);
+        if out.len() < count {
+            return Err(Error::invalid(format!(
+                "output holds {} predictions, a {}×{} frame needs {count}",
+                out.len(),
+                frame.width,
+                frame.height
+            )));
+        }
+        let mut worker = self.pool.acquire()?;
+        let mut sources = Vec::with_capacity(count.min(CHUNK));
+        for (ci, oc) in out[..count].chunks_mut(CHUNK).enumerate() {
+            let start = ci * CHUNK;
+            sources.clear();
+            sources.extend((start..start + oc.len()).map(|i| BlockSource::from_frame(frame, i)));
+            self.run(&mut worker, &sources, oc).map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::InvalidArgument(format!("frame chunk at block {start}: {m}")),
+                other => other,
+            })?;
+        }
+        Ok(count)
+    }
+
+    fn run(&self, worker: &mut Worker, sources: &[BlockSource<'_>], out: &mut [Prediction]) -> Result<()> {
+        cascade::run_chunk(worker, &self.bundle, &self.layout, self.skip_below, sources, out)
+    }
+
+    /// The execution provider in use.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Why CUDA was not used when it was asked for (empty otherwise).
+    pub fn provider_note(&self) -> &str {
+        &self.provider_note
+    }
+
+    /// The bundle's name.
+    pub fn bundle_name(&self) -> &str {
+        &self.bundle.name
+    }
+
+    /// The bundle's description.
+    pub fn bundle_description(&self) -> &str {
+        &self.bundle.description
+    }
+
+    /// The bundle directory.
+    pub fn bundle_dir(&self) -> &Path {
+        &self.bundle.dir
+    }
+
+    /// The stages, manifest order.
+    pub fn stages(&self) -> &[StageInfo] {
+        &self.stages
+    }
+
+    /// Index of the root stage.
+    pub fn root_stage(&self) -> usize {
+        self.bundle.root
+    }
+
+    /// The `skip_below` in effect.
+    pub fn skip_below(&self) -> f64 {
+        self.skip_below
+    }
+
+    /// Whether predictions depend on the previous source frame.
+    pub fn uses_prev_frame(&self) -> bool {
+        self.bundle.uses_prev()
+    }
+
+    /// ONNX Runtime's version string.
+    pub fn ort_version(&self) -> &str {
+        &self.runtime.version
+    }
+
+    /// Path of the ONNX Runtime library in use.
+    pub fn ort_library(&self) -> &Path {
+        &self.runtime.path
+    }
+
+    /// Most sessions per model this context will create.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// Sessions per model created so far.
+    pub fn sessions_created(&self) -> usize {
+        self.pool.created()
+    }
+}

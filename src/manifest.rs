@@ -1,0 +1,656 @@
+//! Model bundle manifest (`manifest.json`): parsing and validation.
+//!
+//! The format is fixed by `docs/CONTRACTS.md` ("Model bundle"). Everything
+//! that can be checked without ONNX Runtime is checked here, including the
+//! SHA-256 of every file; the ONNX inputs and outputs are checked against the
+//! manifest in `session.rs` once the models are loaded.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::{MAX_CLASSES, MAX_STAGES, NUM_PARTITIONS, PARTITION_NAMES};
+
+/// Name of the manifest file inside a bundle directory.
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+/// The only `schema` value understood.
+const SCHEMA: &str = "av1part-bundle";
+/// The only `schema_version` understood.
+const SCHEMA_VERSION: u64 = 1;
+/// Block size (luma samples per side) of the tensor contract.
+pub(crate) const BLOCK: usize = 16;
+
+// ---------------------------------------------------------------------------
+// Raw JSON shape (serde).
+
+#[derive(Deserialize)]
+struct RawManifest {
+    schema: String,
+    schema_version: u64,
+    name: String,
+    #[serde(default)]
+    description: String,
+    input: RawInput,
+    #[serde(default)]
+    trunk: Option<RawModel>,
+    stages: Vec<RawStage>,
+    #[serde(default)]
+    data_files: Vec<RawDataFile>,
+    cascade: RawCascade,
+}
+
+#[derive(Deserialize)]
+struct RawInput {
+    block_size: u64,
+    chroma: String,
+    channels: Vec<String>,
+    chroma_upsample: String,
+    normalization: RawNormalization,
+    #[serde(default)]
+    side_features: Vec<String>,
+    #[serde(default)]
+    prev_y_when_absent: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawNormalization {
+    divide_by: String,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct RawIo {
+    name: String,
+    shape: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawModel {
+    file: String,
+    sha256: String,
+    input: RawIo,
+    output: RawIo,
+}
+
+#[derive(Deserialize)]
+struct RawStageInput {
+    name: String,
+    source: String,
+    shape: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawClass {
+    name: String,
+    #[serde(default)]
+    partition: Option<String>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawStage {
+    name: String,
+    file: String,
+    sha256: String,
+    inputs: Vec<RawStageInput>,
+    output: RawIo,
+    classes: Vec<RawClass>,
+    prior: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+struct RawDataFile {
+    file: String,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+struct RawCascade {
+    root: String,
+    skip_below: f64,
+}
+
+// ---------------------------------------------------------------------------
+// Validated bundle.
+
+/// One channel of the block tensor `x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Luma.
+    Y,
+    /// Cb, nearest-neighbour upsampled.
+    U,
+    /// Cr, nearest-neighbour upsampled.
+    V,
+    /// Co-located luma of the previous source frame (current luma if absent).
+    PrevY,
+}
+
+/// One side feature of the `side` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideFeature {
+    /// `base_qindex / 255`.
+    Qindex,
+    /// 1 for key / intra-only frames.
+    Intra,
+    /// 1 when a previous source block was given.
+    HasPrev,
+}
+
+/// Where a stage input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The block tensor `x`.
+    Block = 0,
+    /// The trunk output.
+    Trunk = 1,
+    /// The side tensor.
+    Side = 2,
+}
+
+/// A tensor declaration: name and shape (`-1` = batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorDecl {
+    /// ONNX input/output name.
+    pub name: String,
+    /// Shape, first dim `-1`.
+    pub shape: Vec<i64>,
+}
+
+impl TensorDecl {
+    /// Number of float32 values per batch row (product of the non-batch dims).
+    pub fn row_len(&self) -> usize {
+        self.shape.iter().skip(1).map(|&d| d as usize).product()
+    }
+}
+
+/// The trunk model.
+#[derive(Debug, Clone)]
+pub struct TrunkSpec {
+    /// File name inside the bundle.
+    pub file: String,
+    /// Its input (`x`).
+    pub input: TensorDecl,
+    /// Its output (features).
+    pub output: TensorDecl,
+}
+
+/// Where a class leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A leaf: this partition type (0..9).
+    Leaf(u8),
+    /// Another stage (index into `Bundle::stages`).
+    Stage(usize),
+}
+
+/// One class of a stage.
+#[derive(Debug, Clone)]
+pub struct ClassSpec {
+    /// Class name.
+    pub name: String,
+    /// Leaf partition or next stage.
+    pub target: Target,
+}
+
+/// One stage of the cascade.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// Stage name.
+    pub name: String,
+    /// File name inside the bundle.
+    pub file: String,
+    /// Inputs, in manifest order.
+    pub inputs: Vec<(TensorDecl, Source)>,
+    /// The probabilities output.
+    pub output: TensorDecl,
+    /// Classes, in output order.
+    pub classes: Vec<ClassSpec>,
+    /// Training-set class frequencies.
+    pub prior: Vec<f64>,
+    /// Partition distribution of this stage's subtree when it is skipped:
+    /// the priors multiplied down the tree (sums to 1).
+    pub leaf_dist: [f64; NUM_PARTITIONS],
+}
+
+/// A validated model bundle (files hashed, manifest consistent).
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Bundle directory.
+    pub dir: PathBuf,
+    /// Bundle name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Channels of `x`, in order.
+    pub channels: Vec<Channel>,
+    /// Per-channel normalisation mean.
+    pub mean: Vec<f32>,
+    /// Per-channel normalisation std.
+    pub std: Vec<f32>,
+    /// Side features, in order.
+    pub side_features: Vec<SideFeature>,
+    /// Optional trunk.
+    pub trunk: Option<TrunkSpec>,
+    /// Stages in manifest order.
+    pub stages: Vec<StageSpec>,
+    /// Index of the root stage.
+    pub root: usize,
+    /// Stage indices in evaluation order (every stage after its parent).
+    pub order: Vec<usize>,
+    /// The bundle's `cascade.skip_below`.
+    pub skip_below: f64,
+}
+
+impl Bundle {
+    /// Whether any model consumes the side tensor.
+    pub fn uses_side(&self) -> bool {
+        self.stages.iter().any(|s| s.inputs.iter().any(|(_, src)| *src == Source::Side))
+    }
+
+    /// Whether the previous source frame influences predictions.
+    pub fn uses_prev(&self) -> bool {
+        self.channels.contains(&Channel::PrevY)
+            || (self.uses_side() && self.side_features.contains(&SideFeature::HasPrev))
+    }
+
+    /// Full path of a bundle file.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Reads, parses and validates `dir/manifest.json`, and checks the
+    /// SHA-256 of every file it lists.
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let mpath = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&mpath).map_err(|e| {
+            Error::model(mpath.display().to_string(), "(file)", format!("cannot read: {e}"))
+        })?;
+        let raw: RawManifest = serde_json::from_str(&text)
+            .map_err(|e| Error::model(MANIFEST_FILE, "(json)", e.to_string()))?;
+        validate(dir, raw)
+    }
+}
+
+fn merr(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::model(MANIFEST_FILE, field, message)
+}
+
+/// A bundle-relative file name: not empty, not absolute, no `..`.
+fn check_file_name(field: &str, name: &str) -> Result<()> {
+    let p = Path::new(name);
+    let ok = !name.is_empty()
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && p.components().count() >= 1;
+    if ok {
+        Ok(())
+    } else {
+        Err(merr(field, format!("`{name}` is not a plain file name inside the bundle")))
+    }
+}
+
+fn check_sha_field(field: &str, sha: &str) -> Result<()> {
+    if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(merr(field, format!("`{sha}` is not a SHA-256 hex digest")))
+    }
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn verify_file(dir: &Path, file: &str, field: &str, expected: &str) -> Result<()> {
+    let path = dir.join(file);
+    let actual = sha256_file(&path)
+        .map_err(|e| Error::model(file, "(file)", format!("cannot read `{}`: {e}", path.display())))?;
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(Error::model(
+            file,
+            field,
+            format!("SHA-256 mismatch: manifest says {expected}, file has {actual}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_batch_shape(field: &str, shape: &[i64]) -> Result<()> {
+    if shape.len() < 2 || shape[0] != -1 || shape[1..].iter().any(|&d| d <= 0) {
+        return Err(merr(
+            field,
+            format!("shape {shape:?} must be [-1, d1, …] with positive dims after the batch dim"),
+        ));
+    }
+    Ok(())
+}
+
+fn partition_index(name: &str) -> Option<u8> {
+    PARTITION_NAMES.iter().position(|n| *n == name).map(|i| i as u8)
+}
+
+fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
+    if raw.schema != SCHEMA {
+        return Err(merr("schema", format!("`{}` is not `{SCHEMA}`", raw.schema)));
+    }
+    if raw.schema_version != SCHEMA_VERSION {
+        return Err(merr(
+            "schema_version",
+            format!("version {} is not supported (this build reads {SCHEMA_VERSION})", raw.schema_version),
+        ));
+    }
+
+    // --- input -------------------------------------------------------------
+    let inp = &raw.input;
+    if inp.block_size != BLOCK as u64 {
+        return Err(merr("input.block_size", format!("{} is not {BLOCK}", inp.block_size)));
+    }
+    if inp.chroma != "420" {
+        return Err(merr("input.chroma", format!("`{}` is not `420`", inp.chroma)));
+    }
+    if inp.chroma_upsample != "nearest" {
+        return Err(merr("input.chroma_upsample", format!("`{}` is not `nearest`", inp.chroma_upsample)));
+    }
+    if inp.normalization.divide_by != "max_sample_value" {
+        return Err(merr(
+            "input.normalization.divide_by",
+            format!("`{}` is not `max_sample_value`", inp.normalization.divide_by),
+        ));
+    }
+    if let Some(p) = &inp.prev_y_when_absent {
+        if p != "copy_current" {
+            return Err(merr("input.prev_y_when_absent", format!("`{p}` is not `copy_current`")));
+        }
+    }
+    if inp.channels.is_empty() {
+        return Err(merr("input.channels", "empty"));
+    }
+    let mut channels = Vec::new();
+    for (i, c) in inp.channels.iter().enumerate() {
+        let ch = match c.as_str() {
+            "y" => Channel::Y,
+            "u" => Channel::U,
+            "v" => Channel::V,
+            "prev_y" => Channel::PrevY,
+            _ => return Err(merr(format!("input.channels[{i}]"), format!("unknown channel `{c}`"))),
+        };
+        if channels.contains(&ch) {
+            return Err(merr(format!("input.channels[{i}]"), format!("duplicate channel `{c}`")));
+        }
+        channels.push(ch);
+    }
+    let n_ch = channels.len();
+    let norm = &inp.normalization;
+    if norm.mean.len() != n_ch {
+        return Err(merr(
+            "input.normalization.mean",
+            format!("{} values for {n_ch} channels", norm.mean.len()),
+        ));
+    }
+    if norm.std.len() != n_ch {
+        return Err(merr("input.normalization.std", format!("{} values for {n_ch} channels", norm.std.len())));
+    }
+    if let Some(i) = norm.mean.iter().position(|m| !m.is_finite()) {
+        return Err(merr(format!("input.normalization.mean[{i}]"), "not finite"));
+    }
+    if let Some(i) = norm.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(merr(format!("input.normalization.std[{i}]"), "must be finite and > 0"));
+    }
+    let mut side_features = Vec::new();
+    for (i, f) in inp.side_features.iter().enumerate() {
+        let sf = match f.as_str() {
+            "qindex" => SideFeature::Qindex,
+            "intra" => SideFeature::Intra,
+            "has_prev" => SideFeature::HasPrev,
+            _ => return Err(merr(format!("input.side_features[{i}]"), format!("unknown side feature `{f}`"))),
+        };
+        if side_features.contains(&sf) {
+            return Err(merr(format!("input.side_features[{i}]"), format!("duplicate side feature `{f}`")));
+        }
+        side_features.push(sf);
+    }
+    let block_shape = vec![-1, n_ch as i64, BLOCK as i64, BLOCK as i64];
+
+    // --- trunk -------------------------------------------------------------
+    let trunk = match raw.trunk {
+        None => None,
+        Some(t) => {
+            check_file_name("trunk.file", &t.file)?;
+            check_sha_field("trunk.sha256", &t.sha256)?;
+            if t.input.shape != block_shape {
+                return Err(merr(
+                    "trunk.input.shape",
+                    format!("{:?} does not match the block tensor {block_shape:?}", t.input.shape),
+                ));
+            }
+            check_batch_shape("trunk.output.shape", &t.output.shape)?;
+            Some((
+                TrunkSpec {
+                    file: t.file,
+                    input: TensorDecl { name: t.input.name, shape: t.input.shape },
+                    output: TensorDecl { name: t.output.name, shape: t.output.shape },
+                },
+                t.sha256,
+            ))
+        }
+    };
+
+    // --- stages ------------------------------------------------------------
+    if raw.stages.is_empty() {
+        return Err(merr("stages", "no stage"));
+    }
+    if raw.stages.len() > MAX_STAGES {
+        return Err(merr("stages", format!("{} stages, at most {MAX_STAGES} supported", raw.stages.len())));
+    }
+    let stage_names: Vec<&str> = raw.stages.iter().map(|s| s.name.as_str()).collect();
+    for (i, n) in stage_names.iter().enumerate() {
+        if stage_names[..i].contains(n) {
+            return Err(merr(format!("stages[{i}].name"), format!("duplicate stage name `{n}`")));
+        }
+    }
+    let root = stage_names
+        .iter()
+        .position(|n| *n == raw.cascade.root)
+        .ok_or_else(|| merr("cascade.root", format!("no stage named `{}`", raw.cascade.root)))?;
+    let skip = raw.cascade.skip_below;
+    if !(skip.is_finite() && (0.0..=1.0).contains(&skip)) {
+        return Err(merr("cascade.skip_below", format!("{skip} is not in [0, 1]")));
+    }
+
+    let mut stages = Vec::new();
+    let mut hashes: Vec<(String, String, String)> = Vec::new(); // (file, field, sha)
+    if let Some((t, sha)) = &trunk {
+        hashes.push((t.file.clone(), "trunk.sha256".into(), sha.clone()));
+    }
+    let mut parent: Vec<Option<usize>> = vec![None; raw.stages.len()];
+    let mut leaves_seen: HashSet<u8> = HashSet::new();
+    for (si, s) in raw.stages.iter().enumerate() {
+        let f = |x: &str| format!("stages[{si}].{x}");
+        check_file_name(&f("file"), &s.file)?;
+        check_sha_field(&f("sha256"), &s.sha256)?;
+        hashes.push((s.file.clone(), f("sha256"), s.sha256.clone()));
+
+        if s.inputs.is_empty() {
+            return Err(merr(f("inputs"), "no input"));
+        }
+        let mut inputs = Vec::new();
+        for (ii, input) in s.inputs.iter().enumerate() {
+            let fi = |x: &str| format!("stages[{si}].inputs[{ii}].{x}");
+            let src = match input.source.as_str() {
+                "block" => Source::Block,
+                "trunk" => Source::Trunk,
+                "side" => Source::Side,
+                other => return Err(merr(fi("source"), format!("unknown source `{other}`"))),
+            };
+            if inputs.iter().any(|(_, s2)| *s2 == src) {
+                return Err(merr(fi("source"), format!("source `{}` used twice", input.source)));
+            }
+            if inputs.iter().any(|(d, _): &(TensorDecl, Source)| d.name == input.name) {
+                return Err(merr(fi("name"), format!("duplicate input name `{}`", input.name)));
+            }
+            let expected: Vec<i64> = match src {
+                Source::Block => block_shape.clone(),
+                Source::Trunk => match &trunk {
+                    Some((t, _)) => t.output.shape.clone(),
+                    None => return Err(merr(fi("source"), "source `trunk` but the bundle has no trunk")),
+                },
+                Source::Side => {
+                    if side_features.is_empty() {
+                        return Err(merr(fi("source"), "source `side` but input.side_features is empty"));
+                    }
+                    vec![-1, side_features.len() as i64]
+                }
+            };
+            if input.shape != expected {
+                return Err(merr(
+                    fi("shape"),
+                    format!("{:?} does not match the {} tensor {expected:?}", input.shape, input.source),
+                ));
+            }
+            inputs.push((TensorDecl { name: input.name.clone(), shape: input.shape.clone() }, src));
+        }
+
+        let k = s.classes.len();
+        if !(2..=MAX_CLASSES).contains(&k) {
+            return Err(merr(f("classes"), format!("{k} classes; a stage needs 2..={MAX_CLASSES}")));
+        }
+        let out_shape = vec![-1, k as i64];
+        if s.output.shape != out_shape {
+            return Err(merr(
+                f("output.shape"),
+                format!("{:?} does not match {k} classes {out_shape:?}", s.output.shape),
+            ));
+        }
+        let mut classes = Vec::new();
+        for (ci, c) in s.classes.iter().enumerate() {
+            let fc = |x: &str| format!("stages[{si}].classes[{ci}].{x}");
+            let target = match (&c.partition, &c.next) {
+                (Some(p), None) => {
+                    let idx = partition_index(p)
+                        .ok_or_else(|| merr(fc("partition"), format!("unknown partition `{p}`")))?;
+                    if !leaves_seen.insert(idx) {
+                        return Err(merr(fc("partition"), format!("partition `{p}` is a leaf more than once")));
+                    }
+                    Target::Leaf(idx)
+                }
+                (None, Some(n)) => {
+                    let t = stage_names
+                        .iter()
+                        .position(|x| x == n)
+                        .ok_or_else(|| merr(fc("next"), format!("no stage named `{n}`")))?;
+                    if t == root {
+                        return Err(merr(fc("next"), format!("`{n}` is the root stage")));
+                    }
+                    if let Some(p) = parent[t] {
+                        return Err(merr(
+                            fc("next"),
+                            format!("stage `{n}` is already reached from stage `{}`", stage_names[p]),
+                        ));
+                    }
+                    parent[t] = Some(si);
+                    Target::Stage(t)
+                }
+                _ => return Err(merr(fc("partition"), "a class needs exactly one of `partition` and `next`")),
+            };
+            classes.push(ClassSpec { name: c.name.clone(), target });
+        }
+        if s.prior.len() != k {
+            return Err(merr(f("prior"), format!("{} values for {k} classes", s.prior.len())));
+        }
+        if s.prior.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
+            return Err(merr(f("prior"), "values must be finite and >= 0"));
+        }
+        let sum: f64 = s.prior.iter().sum();
+        if (sum - 1.0).abs() > 1e-3 {
+            return Err(merr(f("prior"), format!("sums to {sum}, not 1")));
+        }
+        stages.push(StageSpec {
+            name: s.name.clone(),
+            file: s.file.clone(),
+            inputs,
+            output: TensorDecl { name: s.output.name.clone(), shape: s.output.shape.clone() },
+            classes,
+            prior: s.prior.clone(),
+            leaf_dist: [0.0; NUM_PARTITIONS],
+        });
+    }
+
+    // Tree: walk from the root; every stage must be reached exactly once.
+    let mut order = vec![root];
+    let mut i = 0;
+    while i < order.len() {
+        let s = order[i];
+        for c in &stages[s].classes {
+            if let Target::Stage(t) = c.target {
+                if order.contains(&t) {
+                    return Err(merr(format!("stages[{s}].classes"), "the classes do not form a tree (cycle)"));
+                }
+                order.push(t);
+            }
+        }
+        i += 1;
+    }
+    if let Some(unreached) = (0..stages.len()).find(|s| !order.contains(s)) {
+        return Err(merr(
+            format!("stages[{unreached}]"),
+            format!("stage `{}` is not reachable from the root", stages[unreached].name),
+        ));
+    }
+    // Skip distributions, children before parents.
+    for &s in order.iter().rev() {
+        let mut dist = [0.0f64; NUM_PARTITIONS];
+        for (c, p) in stages[s].classes.iter().zip(&stages[s].prior) {
+            match c.target {
+                Target::Leaf(l) => dist[l as usize] += p,
+                Target::Stage(t) => {
+                    for (d, x) in dist.iter_mut().zip(stages[t].leaf_dist.iter()) {
+                        *d += p * x;
+                    }
+                }
+            }
+        }
+        stages[s].leaf_dist = dist;
+    }
+
+    for (i, d) in raw.data_files.iter().enumerate() {
+        check_file_name(&format!("data_files[{i}].file"), &d.file)?;
+        check_sha_field(&format!("data_files[{i}].sha256"), &d.sha256)?;
+        hashes.push((d.file.clone(), format!("data_files[{i}].sha256"), d.sha256.clone()));
+    }
+    for (file, field, sha) in &hashes {
+        verify_file(dir, file, field, sha)?;
+    }
+
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        name: raw.name,
+        description: raw.description,
+        channels,
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+        side_features,
+        trunk: trunk.map(|(t, _)| t),
+        stages,
+        root,
+        order,
+        skip_below: skip,
+    })
+}

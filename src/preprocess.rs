@@ -1,0 +1,398 @@
+//! Block → tensor: the block tensor contract of `docs/CONTRACTS.md`.
+//!
+//! Samples are written straight into the rows of the batch input buffers
+//! (`x`: `[N, C, 16, 16]`, `side`: `[N, S]`); nothing is allocated per block.
+
+use crate::error::{Error, Result};
+use crate::manifest::{Bundle, Channel, SideFeature, BLOCK};
+
+/// Chroma block size (4:2:0).
+const CBLOCK: usize = BLOCK / 2;
+
+/// Samples of one plane: 8-bit (`u8`) or high bit depth (`u16`).
+#[derive(Debug, Clone, Copy)]
+pub enum Samples<'a> {
+    /// One byte per sample (bit depth 8 only).
+    U8(&'a [u8]),
+    /// Two bytes per sample (bit depth 8, 10 or 12).
+    U16(&'a [u16]),
+}
+
+impl Samples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Samples::U8(s) => s.len(),
+            Samples::U16(s) => s.len(),
+        }
+    }
+}
+
+/// A plane (or the top-left corner of a region of one): samples and the
+/// distance between rows, in samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane<'a> {
+    /// The samples, starting at the top-left sample of the region.
+    pub samples: Samples<'a>,
+    /// Row stride in samples; at least the region's width.
+    pub stride: usize,
+}
+
+impl<'a> Plane<'a> {
+    /// Checks that a `cols × rows` region fits in this plane.
+    pub(crate) fn check(&self, what: &str, cols: usize, rows: usize, bit_depth: u32) -> Result<()> {
+        if self.stride < cols {
+            return Err(Error::invalid(format!("{what}: stride {} is smaller than the width {cols}", self.stride)));
+        }
+        let need = self
+            .stride
+            .checked_mul(rows - 1)
+            .and_then(|v| v.checked_add(cols))
+            .ok_or_else(|| Error::invalid(format!("{what}: stride {} overflows", self.stride)))?;
+        if self.samples.len() < need {
+            return Err(Error::invalid(format!(
+                "{what}: {} samples given, {need} needed for {cols}×{rows} at stride {}",
+                self.samples.len(),
+                self.stride
+            )));
+        }
+        if matches!(self.samples, Samples::U8(_)) && bit_depth != 8 {
+            return Err(Error::invalid(format!("{what}: 8-bit samples with bit depth {bit_depth}")));
+        }
+        Ok(())
+    }
+}
+
+/// Frame type, as in the dataset's `frame_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    /// Key frame.
+    Key = 0,
+    /// Inter frame.
+    Inter = 1,
+    /// Intra-only frame.
+    IntraOnly = 2,
+}
+
+impl FrameType {
+    /// From the numeric value (0 key, 1 inter, 2 intra-only).
+    pub fn from_i32(v: i32) -> Option<FrameType> {
+        match v {
+            0 => Some(FrameType::Key),
+            1 => Some(FrameType::Inter),
+            2 => Some(FrameType::IntraOnly),
+            _ => None,
+        }
+    }
+
+    /// Whether the frame is intra (key or intra-only).
+    pub fn is_intra(self) -> bool {
+        !matches!(self, FrameType::Inter)
+    }
+}
+
+/// Frame-level side information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideInfo {
+    /// The frame's base qindex (0..=255).
+    pub base_qindex: u8,
+    /// The frame type.
+    pub frame_type: FrameType,
+}
+
+/// One 16×16 4:2:0 block.
+#[derive(Debug, Clone, Copy)]
+pub struct Block<'a> {
+    /// Luma, 16×16 from the start of the slice.
+    pub y: Plane<'a>,
+    /// Cb, 8×8.
+    pub u: Plane<'a>,
+    /// Cr, 8×8.
+    pub v: Plane<'a>,
+    /// Co-located 16×16 luma of the previous source frame, if any.
+    pub prev_y: Option<Plane<'a>>,
+    /// Bit depth: 8, 10 or 12.
+    pub bit_depth: u32,
+    /// Side information.
+    pub side: SideInfo,
+}
+
+/// A whole 4:2:0 frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Luma width (even, > 0).
+    pub width: usize,
+    /// Luma height (even, > 0).
+    pub height: usize,
+    /// Luma plane.
+    pub y: Plane<'a>,
+    /// Cb plane (`width/2 × height/2`).
+    pub u: Plane<'a>,
+    /// Cr plane.
+    pub v: Plane<'a>,
+    /// Luma of the previous source frame (same size), if any.
+    pub prev_y: Option<Plane<'a>>,
+    /// Bit depth: 8, 10 or 12.
+    pub bit_depth: u32,
+    /// Side information.
+    pub side: SideInfo,
+}
+
+/// Number of 16×16 blocks (predictions) for a `width × height` frame:
+/// `ceil(width/16) * ceil(height/16)`; 0 when a dimension is zero or odd.
+pub fn frame_block_count(width: usize, height: usize) -> usize {
+    if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        return 0;
+    }
+    width.div_ceil(BLOCK).saturating_mul(height.div_ceil(BLOCK))
+}
+
+fn check_bit_depth(bd: u32) -> Result<()> {
+    if matches!(bd, 8 | 10 | 12) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("bit depth {bd} is not 8, 10 or 12")))
+    }
+}
+
+impl Block<'_> {
+    /// Checks strides, sizes and bit depth (not the sample values).
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_bit_depth(self.bit_depth)?;
+        self.y.check("y", BLOCK, BLOCK, self.bit_depth)?;
+        self.u.check("u", CBLOCK, CBLOCK, self.bit_depth)?;
+        self.v.check("v", CBLOCK, CBLOCK, self.bit_depth)?;
+        if let Some(p) = &self.prev_y {
+            p.check("prev_y", BLOCK, BLOCK, self.bit_depth)?;
+        }
+        Ok(())
+    }
+}
+
+impl Frame<'_> {
+    /// Checks size, strides and bit depth (not the sample values).
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_bit_depth(self.bit_depth)?;
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::invalid(format!("frame size {}×{} is empty", self.width, self.height)));
+        }
+        if self.width % 2 != 0 || self.height % 2 != 0 {
+            return Err(Error::invalid(format!(
+                "frame size {}×{} is odd; 4:2:0 needs even dimensions",
+                self.width, self.height
+            )));
+        }
+        let (w, h) = (self.width, self.height);
+        self.y.check("y", w, h, self.bit_depth)?;
+        self.u.check("u", w / 2, h / 2, self.bit_depth)?;
+        self.v.check("v", w / 2, h / 2, self.bit_depth)?;
+        if let Some(p) = &self.prev_y {
+            p.check("prev_y", w, h, self.bit_depth)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rectangular read with edge replication: the `n × n` square at
+/// (`x0`, `y0`) of a plane whose valid area is `w × h`.
+#[derive(Clone, Copy)]
+struct Region<'a> {
+    plane: Plane<'a>,
+    x0: usize,
+    y0: usize,
+    w: usize,
+    h: usize,
+}
+
+/// Reads an `N × N` region into `out`, replicating the last column/row past
+/// the valid area; returns the largest sample seen.
+fn read_region<const N: usize>(r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
+    fn go<T: Copy + Into<u32>, const N: usize>(d: &[T], r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
+        let mut max = 0u32;
+        let inside = r.x0 + N <= r.w && r.y0 + N <= r.h;
+        for (row, o) in out.iter_mut().enumerate() {
+            let sy = (r.y0 + row).min(r.h - 1);
+            let base = sy * r.plane.stride;
+            if inside {
+                let src = &d[base + r.x0..base + r.x0 + N];
+                for (o, s) in o.iter_mut().zip(src) {
+                    let s: u32 = (*s).into();
+                    max = max.max(s);
+                    *o = s;
+                }
+            } else {
+                for (col, o) in o.iter_mut().enumerate() {
+                    let sx = (r.x0 + col).min(r.w - 1);
+                    let s: u32 = d[base + sx].into();
+                    max = max.max(s);
+                    *o = s;
+                }
+            }
+        }
+        max
+    }
+    match r.plane.samples {
+        Samples::U8(d) => go(d, r, out),
+        Samples::U16(d) => go(d, r, out),
+    }
+}
+
+/// The normalisation and layout of the bundle's tensors.
+#[derive(Debug, Clone)]
+pub(crate) struct TensorLayout {
+    channels: Vec<Channel>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    side_features: Vec<SideFeature>,
+}
+
+/// Where one block's samples come from.
+pub(crate) struct BlockSource<'a> {
+    y: Region<'a>,
+    u: Region<'a>,
+    v: Region<'a>,
+    prev_y: Option<Region<'a>>,
+    bit_depth: u32,
+    side: SideInfo,
+    /// Whether the block reaches past the frame edge.
+    pub partial: bool,
+}
+
+impl<'a> BlockSource<'a> {
+    /// A standalone block (already validated).
+    pub(crate) fn from_block(b: &Block<'a>) -> Self {
+        let reg = |plane: Plane<'a>, n: usize| Region { plane, x0: 0, y0: 0, w: n, h: n };
+        BlockSource {
+            y: reg(b.y, BLOCK),
+            u: reg(b.u, CBLOCK),
+            v: reg(b.v, CBLOCK),
+            prev_y: b.prev_y.map(|p| reg(p, BLOCK)),
+            bit_depth: b.bit_depth,
+            side: b.side,
+            partial: false,
+        }
+    }
+
+    /// Block `index` (raster order) of a frame (already validated).
+    pub(crate) fn from_frame(f: &Frame<'a>, index: usize) -> Self {
+        let cols = f.width.div_ceil(BLOCK);
+        let (bx, by) = (index % cols, index / cols);
+        let (x0, y0) = (bx * BLOCK, by * BLOCK);
+        let luma = |plane: Plane<'a>| Region { plane, x0, y0, w: f.width, h: f.height };
+        let chroma = |plane: Plane<'a>| Region { plane, x0: x0 / 2, y0: y0 / 2, w: f.width / 2, h: f.height / 2 };
+        BlockSource {
+            y: luma(f.y),
+            u: chroma(f.u),
+            v: chroma(f.v),
+            prev_y: f.prev_y.map(luma),
+            bit_depth: f.bit_depth,
+            side: f.side,
+            partial: x0 + BLOCK > f.width || y0 + BLOCK > f.height,
+        }
+    }
+
+    /// Whether a previous block was given.
+    pub(crate) fn has_prev(&self) -> bool {
+        self.prev_y.is_some()
+    }
+}
+
+impl TensorLayout {
+    pub(crate) fn new(b: &Bundle) -> Self {
+        TensorLayout {
+            channels: b.channels.clone(),
+            mean: b.mean.clone(),
+            std: b.std.clone(),
+            side_features: b.side_features.clone(),
+        }
+    }
+
+    /// Floats per block in `x`.
+    pub(crate) fn x_len(&self) -> usize {
+        self.channels.len() * BLOCK * BLOCK
+    }
+
+    /// Floats per block in `side`.
+    pub(crate) fn side_len(&self) -> usize {
+        self.side_features.len()
+    }
+
+    /// Number of channels.
+    pub(crate) fn num_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Writes one block: `x` gets `x_len()` floats, `side` gets `side_len()`
+    /// floats (or is empty when no stage uses it). Fails when a sample is
+    /// above `(1 << bit_depth) - 1`.
+    pub(crate) fn fill(&self, src: &BlockSource<'_>, x: &mut [f32], side: &mut [f32]) -> Result<()> {
+        let maxv_i = (1u32 << src.bit_depth) - 1;
+        let maxv = maxv_i as f32;
+        let mut y = [[0u32; BLOCK]; BLOCK];
+        let mut u = [[0u32; CBLOCK]; CBLOCK];
+        let mut v = [[0u32; CBLOCK]; CBLOCK];
+        let mut p = [[0u32; BLOCK]; BLOCK];
+        // Every given plane is read (and range-checked), whether or not the
+        // bundle uses it, so that bad input fails the same way for every bundle.
+        let mut max = read_region(&src.y, &mut y);
+        max = max.max(read_region(&src.u, &mut u));
+        max = max.max(read_region(&src.v, &mut v));
+        let prev = match &src.prev_y {
+            Some(r) => {
+                max = max.max(read_region(r, &mut p));
+                &p
+            }
+            None => &y,
+        };
+        if max > maxv_i {
+            return Err(Error::invalid(format!(
+                "sample value {max} exceeds {maxv_i}, the maximum for bit depth {}",
+                src.bit_depth
+            )));
+        }
+        let plane_len = BLOCK * BLOCK;
+        for (ci, ch) in self.channels.iter().enumerate() {
+            let (mean, std) = (self.mean[ci], self.std[ci]);
+            let norm = |s: u32| (s as f32 / maxv - mean) / std;
+            let dst = &mut x[ci * plane_len..(ci + 1) * plane_len];
+            match ch {
+                Channel::Y | Channel::PrevY => {
+                    let s = if *ch == Channel::Y { &y } else { prev };
+                    for (d, s) in dst.chunks_exact_mut(BLOCK).zip(s.iter()) {
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d = norm(*s);
+                        }
+                    }
+                }
+                Channel::U | Channel::V => {
+                    let s = if *ch == Channel::U { &u } else { &v };
+                    for (r, d) in dst.chunks_exact_mut(BLOCK).enumerate() {
+                        let srow = &s[r >> 1];
+                        for (c, d) in d.iter_mut().enumerate() {
+                            *d = norm(srow[c >> 1]);
+                        }
+                    }
+                }
+            }
+        }
+        for (d, f) in side.iter_mut().zip(&self.side_features) {
+            *d = match f {
+                SideFeature::Qindex => src.side.base_qindex as f32 / 255.0,
+                SideFeature::Intra => {
+                    if src.side.frame_type.is_intra() {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+                SideFeature::HasPrev => {
+                    if src.prev_y.is_some() {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+            };
+        }
+        Ok(())
+    }
+}
