@@ -1,25 +1,209 @@
-"""Command line: ``python -m av1part_train <command> ...``."""
+"""av1part training path.
+
+  python -m av1part_train train-all --data DATASET [--config default] [--out-root runs/default] [--bundle onnx/default]
+  python -m av1part_train train-stage1 --data DATASET --out runs/x/stage1 [--config default] [--set key=value ...]
+  python -m av1part_train train-stage2 --data DATASET --out runs/x/stage2 --stage1-ckpt runs/x/stage1/checkpoints/best.pt
+  python -m av1part_train train-stage3 --specialist rect|ab --data ... --out ... --stage1-ckpt ...
+  python -m av1part_train export --run-root runs/x --out onnx/x [--data DATASET]   (or --stage1/--stage2/--stage3-rect/--stage3-ab)
+  python -m av1part_train evaluate --bundle onnx/x --data DATASET [--split test] [--skip-below 0.0 0.05 0.1]
+  python -m av1part_train experiments --data DATASET --out runs/experiments [--budget tiny|small|full]
+  python -m av1part_train make-test-bundle [--out onnx/test-tiny]
+  python -m av1part_train make-synthetic-dataset --out /tmp/synth
+  python -m av1part_train bench-step [--arch resnet18 --stem imagenet --batch 64 --threads 1]
+
+Distributed: torchrun --nproc_per_node=N -m av1part_train train-stage1 ...
+(nccl on GPUs, gloo on CPU; rank 0 writes checkpoints and metrics).
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+
+def _common_train(p):
+    p.add_argument("--config", default=None, help="JSON config file or a packaged name (default, smoke)")
+    p.add_argument("--data", help="dataset directory (docs/CONTRACTS.md format)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (JSON value), repeatable")
+
+
+def _cfg(a, stage, extra=None):
+    from .config import load_config
+    ov = list(a.overrides)
+    if a.data:
+        ov.append(f"data={json.dumps(a.data)}")
+    if a.out:
+        ov.append(f"out={json.dumps(a.out)}")
+    ov.append(f"stage={json.dumps(stage)}")
+    for k, v in (extra or {}).items():
+        if v is not None:
+            ov.append(f"{k}={json.dumps(v)}")
+    cfg = load_config(a.config, ov, section=stage)
+    if not cfg.data:
+        raise SystemExit("error: --data (or data in the config) is required")
+    return cfg
+
+
+def _train(stage_fn):
+    def run(a):
+        from .train import train_stage
+        stage = stage_fn(a)
+        cfg = _cfg(a, stage, {"stage1_ckpt": getattr(a, "stage1_ckpt", None)})
+        r = train_stage(cfg)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("history", "members")}, indent=1, default=str))
+        return 0
+    return run
+
+
+def _cmd_train_all(a):
+    from .pipeline import train_all
+    ov = list(a.overrides)
+    if a.data:
+        ov.append(f"data={json.dumps(a.data)}")
+    train_all(a.config or "default", ov, a.out_root, a.bundle, a.name, skip_stages=a.reuse)
+    return 0
+
+
+def _cmd_export(a):
+    from .pipeline import export_from_checkpoints
+    from pathlib import Path
+    ck = {"stage1": a.stage1, "stage2": a.stage2, "stage3_rect": a.stage3_rect, "stage3_ab": a.stage3_ab}
+    if a.run_root:
+        for s in ck:
+            ck[s] = ck[s] or str(Path(a.run_root) / s / "checkpoints" / "best.pt")
+    m = export_from_checkpoints(ck, a.out, a.name or Path(a.out).name, a.data, description=a.description,
+                                skip_below=a.skip_below, test_max_blocks=a.test_max_blocks)
+    print(json.dumps(m["training"]["metrics"], indent=1))
+    return 0
+
+
+def _cmd_evaluate(a):
+    from .pipeline import evaluate_bundle
+    res = []
+    for sb in a.skip_below:
+        r = evaluate_bundle(a.bundle, a.data, a.split, sb, a.max_blocks)
+        c = r["cascade"]
+        print(f"skip_below {sb}: 10-way accuracy {c['accuracy']:.4f} macro F1 {c['macro_f1']:.4f} "
+              f"ECE {c['ece']:.4f}; stage runs {json.dumps({k: round(v, 3) for k, v in r['stage_run_fraction'].items()})}; "
+              f"errors enter at {json.dumps({k: v['count'] for k, v in c['errors_enter_at'].items()})}")
+        res.append(r)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+def _cmd_experiments(a):
+    from .experiments import run_experiments
+    run_experiments(a.data, a.out, budget=a.budget, epochs=a.epochs, max_steps=a.max_steps, only=a.only,
+                    threads=a.threads)
+    return 0
 
 
 def _cmd_make_test_bundle(a):
     from .testbundle import make_test_bundle
     m = make_test_bundle(a.out, seed=a.seed, n_golden=a.n_golden)
-    print(f"wrote {a.out}: {[s['file'] for s in m['stages']]} + trunk.onnx, golden.json")
+    print(f"wrote {a.out}: trunk.onnx + {[s['file'] for s in m['stages']]}, golden.json")
+    return 0
+
+
+def _cmd_make_synth(a):
+    from .synth import make_synthetic_dataset
+    seqs = {f"syn{i:02d}": ("train" if i < a.sequences - 2 else ("val" if i == a.sequences - 2 else "test"))
+            for i in range(a.sequences)}
+    make_synthetic_dataset(a.out, seqs, blocks_per_shard=a.blocks_per_shard, seed=a.seed, bit_depths=(8, 10))
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_bench(a):
+    from .bench import bench_step
+    r = bench_step(a.arch, a.stem, a.batch, a.threads, a.steps, a.mode, a.channels_last)
+    print(json.dumps(r))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m av1part_train", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m av1part_train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train-stage1", help="train Stage 1 (NONE vs PARTITION), backbone from scratch")
+    _common_train(t)
+    t.set_defaults(fn=_train(lambda a: "stage1"))
+    t = sub.add_parser("train-stage2", help="train Stage 2 (SPLIT/RECT/AB) on the frozen Stage 1 backbone")
+    _common_train(t)
+    t.add_argument("--stage1-ckpt")
+    t.set_defaults(fn=_train(lambda a: "stage2"))
+    t = sub.add_parser("train-stage3", help="train a Stage 3 specialist (rect or ab)")
+    _common_train(t)
+    t.add_argument("--specialist", choices=["rect", "ab"], required=True)
+    t.add_argument("--stage1-ckpt")
+    t.set_defaults(fn=_train(lambda a: f"stage3_{a.specialist}"))
+
+    t = sub.add_parser("train-all", help="train all stages, export the bundle and score it on the test split")
+    _common_train(t)
+    t.add_argument("--out-root", default="runs/default")
+    t.add_argument("--bundle", default="onnx/default")
+    t.add_argument("--name", default="default")
+    t.add_argument("--reuse", nargs="*", default=[], help="stages whose existing best.pt is reused")
+    t.set_defaults(fn=_cmd_train_all)
+
+    t = sub.add_parser("export", help="write a bundle from stage checkpoints (checked against onnxruntime)")
+    t.add_argument("--run-root", help="directory holding stage1/ stage2/ stage3_rect/ stage3_ab/ runs")
+    for s in ("stage1", "stage2", "stage3-rect", "stage3-ab"):
+        t.add_argument(f"--{s}", help=f"{s} checkpoint (default: <run-root>/{s.replace('-', '_')}/checkpoints/best.pt)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--name")
+    t.add_argument("--description", default="")
+    t.add_argument("--data", help="dataset: priors come from the checkpoints; test metrics and real golden blocks from here")
+    t.add_argument("--skip-below", type=float, default=0.0)
+    t.add_argument("--test-max-blocks", type=int)
+    t.set_defaults(fn=_cmd_export)
+
+    t = sub.add_parser("evaluate", help="end-to-end cascade metrics of a bundle on a dataset split")
+    t.add_argument("--bundle", required=True)
+    t.add_argument("--data", required=True)
+    t.add_argument("--split", default="test")
+    t.add_argument("--skip-below", type=float, nargs="+", default=[0.0])
+    t.add_argument("--max-blocks", type=int)
+    t.add_argument("--json")
+    t.set_defaults(fn=_cmd_evaluate)
+
+    t = sub.add_parser("experiments", help="reproduce the research notes' experiments -> markdown table")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", default="runs/experiments")
+    t.add_argument("--budget", choices=["tiny", "small", "full"], default="small")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int, help="steps per epoch")
+    t.add_argument("--only", nargs="*", help="run only these experiment ids")
+    t.add_argument("--threads", type=int, default=0)
+    t.set_defaults(fn=_cmd_experiments)
+
     t = sub.add_parser("make-test-bundle", help="write the fixed-seed tiny test bundle (onnx/test-tiny)")
     t.add_argument("--out", default="onnx/test-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-golden", type=int, default=48)
     t.set_defaults(fn=_cmd_make_test_bundle)
+
+    t = sub.add_parser("make-synthetic-dataset", help="write a synthetic dataset (CONTRACTS.md format) for smoke runs")
+    t.add_argument("--out", required=True)
+    t.add_argument("--sequences", type=int, default=6)
+    t.add_argument("--blocks-per-shard", type=int, default=2048)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(fn=_cmd_make_synth)
+
+    t = sub.add_parser("bench-step", help="measure one CPU training step")
+    t.add_argument("--arch", default="resnet18")
+    t.add_argument("--stem", default="imagenet")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--mode", default="full", choices=["full", "adapter"])
+    t.add_argument("--channels-last", action="store_true")
+    t.set_defaults(fn=_cmd_bench)
     return p
 
 

@@ -97,16 +97,33 @@ def parse_value(text: str) -> Any:
         return text
 
 
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def resolve_config_path(path: str | None) -> str | None:
+    """A file path, or the name of a packaged config (default, smoke)."""
+    if not path:
+        return None
+    if Path(path).exists():
+        return path
+    named = CONFIG_DIR / f"{path}.json"
+    if named.exists():
+        return str(named)
+    raise FileNotFoundError(f"config {path!r}: no such file, and no packaged config of that name "
+                            f"(have {sorted(p.stem for p in CONFIG_DIR.glob('*.json'))})")
+
+
 def load_config(path: str | None = None, overrides: list[str] | None = None, base: dict | None = None,
                 section: str | None = None) -> TrainConfig:
     """defaults <- base <- JSON file (top level, then [section]) <- key=value overrides."""
     d = dict(base or {})
+    path = resolve_config_path(path)
     if path:
         raw = json.loads(Path(path).read_text())
-        common = {k: v for k, v in raw.items() if not isinstance(v, dict) or k in ("recipe",)}
+        common = {k: v for k, v in raw.items() if not isinstance(v, dict) and not k.startswith("_")}
         d.update(common)
         if section and isinstance(raw.get(section), dict):
-            d.update(raw[section])
+            d.update({k: v for k, v in raw[section].items() if not k.startswith("_")})
     for o in overrides or []:
         if "=" not in o:
             raise ValueError(f"--set expects key=value, got {o!r}")

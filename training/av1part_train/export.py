@@ -129,7 +129,8 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
                   name: str, description: str = "", recipe: dict | None = None, metrics: dict | None = None,
                   golden_blocks: list[dict] | None = None, skip_below: float = 0.0,
                   golden_skip_below: Sequence[float] = (), check_inputs: np.ndarray | None = None,
-                  check_side: np.ndarray | None = None, tol: float = 1e-4, overwrite: bool = True) -> dict:
+                  check_side: np.ndarray | None = None, tol: float = 1e-4, overwrite: bool = True,
+                  max_bundle_bytes: int = 50_000_000) -> dict:
     """Write a bundle. ``stages`` maps each of the four stage names to a list of
     StageModel (one, or k members of an ensemble), all sharing the Stage 1
     backbone's stem..layer2 (checked)."""
@@ -182,6 +183,11 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
         for fname, m in models.items():
             onnx.save_model(m, str(tmp / fname))
             onnx.checker.check_model(str(tmp / fname))
+
+        total = sum(f.stat().st_size for f in tmp.iterdir())
+        if total > max_bundle_bytes:
+            raise ExportError(f"bundle is {total / 1e6:.1f} MB > {max_bundle_bytes / 1e6:.1f} MB; use a narrower "
+                              f"backbone (arch resnet18_half or width_mult < 1) or fewer ensemble members")
 
         # ORT from disk vs torch
         so = ort.SessionOptions()

@@ -146,7 +146,12 @@ class StageModel(nn.Module):
         sd = self.state_dict()
         if self.mode == "full":
             return sd
-        return {k: v for k, v in sd.items() if not k.startswith("backbone.")}
+        # a frozen backbone whose BN runs in train mode changes its running
+        # statistics: those buffers belong to this checkpoint then
+        keep_buffers = self.bn_mode == "train"
+        buffers = {n for n, _ in self.backbone.named_buffers()} if keep_buffers else set()
+        return {k: v for k, v in sd.items()
+                if not k.startswith("backbone.") or k[len("backbone."):] in buffers}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {"backbone": [], "adapter": [], "head": []}
