@@ -36,7 +36,7 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch: int, num
         logits = model(x, side)
         loss = criterion(logits, y)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {float(loss)} at epoch {epoch}, step {steps} "
+            raise NonFiniteLossError(f"loss is {float(loss.detach())} at epoch {epoch}, step {steps} "
                                      f"(check the learning rate, the loss parameters and the inputs: "
                                      f"input finite={bool(torch.isfinite(x).all())})")
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,34 @@
+"""Metrics against hand-computed values."""
+import numpy as np
+import pytest
+
+from av1part_train.metrics import calibration_bins, classification_metrics, ece_mce, prf_from_confusion
+
+
+def test_prf_by_hand():
+    # true: 0 0 0 1 1 2 ; pred: 0 0 1 1 2 2
+    cm = np.array([[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    m = prf_from_confusion(cm, ["a", "b", "c"])
+    # a: P 1, R 2/3, F1 0.8 ; b: P 1/2, R 1/2, F1 1/2 ; c: P 1/2, R 1, F1 2/3
+    assert m["per_class"]["a"]["f1"] == pytest.approx(0.8)
+    assert m["per_class"]["b"]["precision"] == pytest.approx(0.5)
+    assert m["per_class"]["c"]["recall"] == pytest.approx(1.0)
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_absent_class_not_averaged():
+    cm = np.array([[3, 0], [0, 0]])
+    assert prf_from_confusion(cm)["macro_f1"] == pytest.approx(1.0)
+
+
+def test_ece_mce_by_hand():
+    # confidences 0.9 (right), 0.9 (wrong), 0.6 (right), 0.6 (right)
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
+    y = np.array([0, 1, 1, 0])
+    ece, mce = ece_mce(calibration_bins(probs, y, 10))
+    # bin 0.9: conf 0.9, acc 0.5 -> gap 0.4 (weight 1/2); bin 0.6: conf 0.6, acc 1 -> gap 0.4 (1/2)
+    assert ece == pytest.approx(0.4)
+    assert mce == pytest.approx(0.4)
+    m = classification_metrics(probs, y, ["a", "b"])
+    assert m["ece"] == pytest.approx(0.4, abs=1e-9)

@@ -1,0 +1,113 @@
+"""Training end to end on the synthetic dataset (tiny backbone): the four
+stages, verified checkpoints, refusals, export from checkpoints, evaluation."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from av1part_train.checkpoint import CheckpointError, load_stage_models, read_checkpoint, save_atomic
+from av1part_train.config import TrainConfig
+from av1part_train.engine import NonFiniteLossError, train_one_epoch
+from av1part_train.loader import DatasetError
+from av1part_train.train import train_stage
+
+from conftest import TINY
+
+
+def test_stage_runs_write_metrics_and_verified_checkpoints(tiny_hierarchy):
+    root = Path(tiny_hierarchy["root"])
+    for s in ("stage1", "stage2", "stage3_rect"):
+        hist = json.loads((root / s / "metrics.json").read_text())
+        assert len(hist) == 2 and all(h["reload_check"]["max_abs_diff"] <= 1e-5 for h in hist)
+        assert (root / s / "metrics.csv").read_text().startswith("epoch,lr,")
+        assert (root / s / "config.json").exists()
+    s2 = read_checkpoint(tiny_hierarchy["stage2"])
+    keys = set(s2["states"][0])
+    assert keys and not any(k.startswith("backbone.") for k in keys)   # adapters + head only
+    assert any(k.startswith("adapters.layer3") for k in keys)
+    assert s2["stage1_sha256"] == read_checkpoint.__globals__["sha256_file"](tiny_hierarchy["stage1"])
+    ab = read_checkpoint(tiny_hierarchy["stage3_ab"])
+    assert len(ab["states"]) == 2
+    models, _ = load_stage_models(tiny_hierarchy["stage3_ab"])
+    assert len(models) == 2
+
+
+def test_stage1_hash_mismatch_is_refused(tiny_hierarchy, tmp_path):
+    ck = read_checkpoint(tiny_hierarchy["stage1"])
+    ck["states"][0] = {k: (v + 0.01 if v.is_floating_point() else v) for k, v in ck["states"][0].items()}
+    other = tmp_path / "other_stage1.pt"
+    save_atomic(ck, other)
+    with pytest.raises(CheckpointError, match="SHA-256 .* refusing"):
+        load_stage_models(tiny_hierarchy["stage2"], str(other))
+
+
+def test_reload_mismatch_raises(tiny_hierarchy, monkeypatch, synth_dataset, tmp_path):
+    import av1part_train.checkpoint as C
+    real = C.load_stage_models
+
+    def corrupt(*a, **kw):
+        models, ck = real(*a, **kw)
+        with torch.no_grad():
+            models[0].head.fc.bias[0] += 1.0
+        return models, ck
+    monkeypatch.setattr(C, "load_stage_models", corrupt)
+    cfg = TrainConfig(data=str(synth_dataset), out=str(tmp_path / "r"), stage="stage2",
+                      stage1_ckpt=tiny_hierarchy["stage1"], **{**TINY, "epochs": 1})
+    with pytest.raises(CheckpointError, match="reloaded checkpoint differs"):
+        train_stage(cfg)
+
+
+def test_nan_loss_raises():
+    m = torch.nn.Linear(3, 2)
+    batch = {"x": torch.randn(4, 3), "side": torch.zeros(4, 0), "y": torch.tensor([0, 1, 0, 1])}
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, side):
+            return self.m(x) * float("nan")
+    opt = torch.optim.SGD(m.parameters(), 0.1)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, step 0"):
+        train_one_epoch(Net(), [batch], torch.nn.CrossEntropyLoss(), opt, "cpu", 1, 2)
+
+
+def test_bad_inputs(tiny_hierarchy, synth_dataset, tmp_path):
+    with pytest.raises(CheckpointError, match="needs stage1_ckpt"):
+        train_stage(TrainConfig(data=str(synth_dataset), out=str(tmp_path / "a"), stage="stage2", **TINY))
+    with pytest.raises(CheckpointError, match="channels and side features must match"):
+        train_stage(TrainConfig(data=str(synth_dataset), out=str(tmp_path / "b"), stage="stage2",
+                                stage1_ckpt=tiny_hierarchy["stage1"], **{**TINY, "side_features": ["qindex"]}))
+    with pytest.raises(DatasetError, match="manifest.json: missing"):
+        train_stage(TrainConfig(data=str(tmp_path), out=str(tmp_path / "c"), stage="stage1", **TINY))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_export_and_evaluate_from_checkpoints(tiny_hierarchy, synth_dataset, tmp_path):
+    from av1part_train.pipeline import evaluate_bundle, export_from_checkpoints
+    from av1part_train.reference import ReferenceBundle
+    ck = {s: tiny_hierarchy[s] for s in ("stage1", "stage2", "stage3_rect", "stage3_ab")}
+    m = export_from_checkpoints(ck, str(tmp_path / "bundle"), "t", str(synth_dataset))
+    c1 = read_checkpoint(ck["stage1"])["class_counts"]
+    assert m["stages"][0]["prior"] == pytest.approx(np.array(c1) / sum(c1))
+    t = m["training"]["metrics"]["test"]
+    assert 0 <= t["macro_f1_10way"] <= 1 and set(t["errors_enter_at"]) >= {"stage1", "stage2", "mixing"}
+    assert m["training"]["recipe"]["stage1_sha256"]
+    g = json.loads((tmp_path / "bundle" / "golden.json").read_text())
+    assert len(g["blocks"]) == 48 + 16
+    r = evaluate_bundle(str(tmp_path / "bundle"), str(synth_dataset), "test", 0.2)
+    assert r["stage_run_fraction"]["stage1"] == 1.0 and r["stage_run_fraction"]["stage3_ab"] < 1.0
+    # torch and the exported bundle agree block by block on the test split
+    from av1part_train.loader import BlockDataset
+    ref = ReferenceBundle(tmp_path / "bundle")
+    ds = BlockDataset(synth_dataset, "test", ref.spec, "stage1", require_all_classes=False)
+    b = ds.batch(np.arange(64))
+    models, _ = load_stage_models(ck["stage1"])
+    with torch.no_grad():
+        pt = torch.softmax(models[0](b["x"], b["side"]), 1).numpy()
+    res = ref.run_tensors(b["x"].numpy(), b["side"].numpy())
+    assert np.abs(res.stage_probs["stage1"] - pt).max() < 1e-4
