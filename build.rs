@@ -34,6 +34,21 @@ fn main() {
     });
     println!("cargo:rustc-env=AV1PART_ORT_LIB_DEFAULT={ort_default}");
 
+    // SONAME libav1part.so.<ABI version>, so that an incompatible library is
+    // never picked up by a binary linked against another ABI.
+    println!("cargo:rerun-if-changed=src/capi.rs");
+    let abi = std::fs::read_to_string(dir.join("src/capi.rs"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("pub const AV1PART_ABI_VERSION: u32 = "))
+                .and_then(|v| v.trim_end_matches(';').trim().parse::<u32>().ok())
+        })
+        .unwrap_or(0);
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libav1part.so.{abi}");
+    }
+
     // C header. Written only when its content changes.
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
