@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn git_hash(dir: &Path) -> Option<String> {
-    let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(dir).output().ok()?;
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -17,7 +21,10 @@ fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
 
     // Version string: git hash when building from a checkout.
-    let hash = std::env::var("AV1PART_GIT_HASH").ok().or_else(|| git_hash(&dir)).unwrap_or_else(|| "unknown".into());
+    let hash = std::env::var("AV1PART_GIT_HASH")
+        .ok()
+        .or_else(|| git_hash(&dir))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=AV1PART_GIT_HASH={hash}");
     println!("cargo:rerun-if-env-changed=AV1PART_GIT_HASH");
     for f in [".git/HEAD", ".git/index"] {
@@ -30,7 +37,9 @@ fn main() {
     // overridable at build time.
     println!("cargo:rerun-if-env-changed=AV1PART_ORT_LIB_DEFAULT");
     let ort_default = std::env::var("AV1PART_ORT_LIB_DEFAULT").unwrap_or_else(|_| {
-        dir.join(".deps/onnxruntime/lib/libonnxruntime.so.1.31.1").display().to_string()
+        dir.join(".deps/onnxruntime/lib/libonnxruntime.so.1.31.1")
+            .display()
+            .to_string()
     });
     println!("cargo:rustc-env=AV1PART_ORT_LIB_DEFAULT={ort_default}");
 

@@ -281,7 +281,9 @@ fn c_path(p: *const c_char, name: &str) -> Result<Option<PathBuf>> {
     }
     // SAFETY: non-NULL strings are documented to be NUL-terminated.
     let s = unsafe { CStr::from_ptr(p) };
-    let s = s.to_str().map_err(|_| Error::invalid(format!("{name} is not UTF-8")))?;
+    let s = s
+        .to_str()
+        .map_err(|_| Error::invalid(format!("{name} is not UTF-8")))?;
     Ok(Some(PathBuf::from(s)))
 }
 
@@ -298,11 +300,15 @@ fn plane<'a>(
         return Err(Error::invalid(format!("{name} is NULL")));
     }
     if stride <= 0 {
-        return Err(Error::invalid(format!("{name}_stride {stride} must be positive")));
+        return Err(Error::invalid(format!(
+            "{name}_stride {stride} must be positive"
+        )));
     }
     let stride = stride as usize;
     if stride < cols {
-        return Err(Error::invalid(format!("{name}_stride {stride} is smaller than the width {cols}")));
+        return Err(Error::invalid(format!(
+            "{name}_stride {stride} is smaller than the width {cols}"
+        )));
     }
     let len = stride
         .checked_mul(rows - 1)
@@ -316,22 +322,34 @@ fn plane<'a>(
         1 => Samples::U8(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }),
         2 => {
             if (ptr as usize) % std::mem::align_of::<u16>() != 0 {
-                return Err(Error::invalid(format!("{name} is not 2-byte aligned for 16-bit samples")));
+                return Err(Error::invalid(format!(
+                    "{name} is not 2-byte aligned for 16-bit samples"
+                )));
             }
             // SAFETY: as above, and the pointer is aligned for u16.
             Samples::U16(unsafe { std::slice::from_raw_parts(ptr.cast::<u16>(), len) })
         }
-        other => return Err(Error::invalid(format!("bytes_per_sample {other} is not 1 or 2"))),
+        other => {
+            return Err(Error::invalid(format!(
+                "bytes_per_sample {other} is not 1 or 2"
+            )))
+        }
     };
     Ok(Plane { samples, stride })
 }
 
 fn side_info(base_qindex: i32, frame_type: i32) -> Result<SideInfo> {
-    let base_qindex =
-        u8::try_from(base_qindex).map_err(|_| Error::invalid(format!("base_qindex {base_qindex} is not in 0..255")))?;
-    let frame_type = FrameType::from_i32(frame_type)
-        .ok_or_else(|| Error::invalid(format!("frame_type {frame_type} is not 0 (key), 1 (inter) or 2 (intra-only)")))?;
-    Ok(SideInfo { base_qindex, frame_type })
+    let base_qindex = u8::try_from(base_qindex)
+        .map_err(|_| Error::invalid(format!("base_qindex {base_qindex} is not in 0..255")))?;
+    let frame_type = FrameType::from_i32(frame_type).ok_or_else(|| {
+        Error::invalid(format!(
+            "frame_type {frame_type} is not 0 (key), 1 (inter) or 2 (intra-only)"
+        ))
+    })?;
+    Ok(SideInfo {
+        base_qindex,
+        frame_type,
+    })
 }
 
 fn bit_depth(bd: i32) -> Result<u32> {
@@ -374,7 +392,11 @@ fn frame_from_c<'a>(f: &Av1partFrame) -> Result<Frame<'a>> {
         y: plane(f.y, f.y_stride, w, h, bps, "y")?,
         u: plane(f.u, f.u_stride, w / 2, h / 2, bps, "u")?,
         v: plane(f.v, f.v_stride, w / 2, h / 2, bps, "v")?,
-        prev_y: if f.prev_y.is_null() { None } else { Some(plane(f.prev_y, f.prev_y_stride, w, h, bps, "prev_y")?) },
+        prev_y: if f.prev_y.is_null() {
+            None
+        } else {
+            Some(plane(f.prev_y, f.prev_y_stride, w, h, bps, "prev_y")?)
+        },
         bit_depth: bd,
         side: side_info(f.base_qindex, f.frame_type)?,
     })
@@ -382,7 +404,10 @@ fn frame_from_c<'a>(f: &Av1partFrame) -> Result<Frame<'a>> {
 
 /// The value output predictions hold after a failure: partition -1, zeros.
 fn cleared() -> Prediction {
-    Prediction { partition: -1, ..Prediction::default() }
+    Prediction {
+        partition: -1,
+        ..Prediction::default()
+    }
 }
 
 /// A mutable slice of `n` caller-owned predictions.
@@ -403,7 +428,11 @@ fn out_slice<'a>(p: *mut Prediction, n: usize, name: &str) -> Result<&'a mut [Pr
 
 /// Runs a predict body over the `n` caller-owned predictions at `out`:
 /// they are cleared on entry and again on any failure (panics included).
-fn predict_entry(out: *mut Prediction, n: usize, body: impl FnOnce(&mut [Prediction]) -> Result<()>) -> Status {
+fn predict_entry(
+    out: *mut Prediction,
+    n: usize,
+    body: impl FnOnce(&mut [Prediction]) -> Result<()>,
+) -> Status {
     let status = guard(|| {
         let out = out_slice(out, n, "out")?;
         out.fill(cleared());
@@ -430,7 +459,14 @@ fn ctx_ref<'a>(ctx: *const Av1partContext) -> Option<&'a Av1partContext> {
 /// when the build knew it, else `unknown`). Static string; never NULL.
 #[no_mangle]
 pub extern "C" fn av1part_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), " (", env!("AV1PART_GIT_HASH"), ")\0").as_ptr().cast()
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("AV1PART_GIT_HASH"),
+        ")\0"
+    )
+    .as_ptr()
+    .cast()
 }
 
 /// ABI version of the loaded library; equals `AV1PART_ABI_VERSION` of the
@@ -455,9 +491,13 @@ pub extern "C" fn av1part_status_string(status: i32) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn av1part_partition_name(partition: i32) -> *const c_char {
     const NAMES: [&CStr; 10] = [
-        c"NONE", c"HORZ", c"VERT", c"SPLIT", c"HORZ_A", c"HORZ_B", c"VERT_A", c"VERT_B", c"HORZ_4", c"VERT_4",
+        c"NONE", c"HORZ", c"VERT", c"SPLIT", c"HORZ_A", c"HORZ_B", c"VERT_A", c"VERT_B", c"HORZ_4",
+        c"VERT_4",
     ];
-    usize::try_from(partition).ok().and_then(|p| NAMES.get(p)).map_or(std::ptr::null(), |s| s.as_ptr())
+    usize::try_from(partition)
+        .ok()
+        .and_then(|p| NAMES.get(p))
+        .map_or(std::ptr::null(), |s| s.as_ptr())
 }
 
 /// Message of the last failure on the calling thread (`""` if none). The
@@ -509,7 +549,10 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
 /// different libonnxruntime), `MODEL_LOAD` (message names file and field),
 /// `PROVIDER_UNAVAILABLE`, `PANIC`.
 #[no_mangle]
-pub unsafe extern "C" fn av1part_context_new(cfg: *const Av1partConfig, out: *mut *mut Av1partContext) -> Status {
+pub unsafe extern "C" fn av1part_context_new(
+    cfg: *const Av1partConfig,
+    out: *mut *mut Av1partContext,
+) -> Status {
     guard(|| {
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
@@ -517,18 +560,26 @@ pub unsafe extern "C" fn av1part_context_new(cfg: *const Av1partConfig, out: *mu
         // SAFETY: `out` is non-NULL and points to writable storage (documented).
         unsafe { out.write(std::ptr::null_mut()) };
         let c = arg(cfg, "cfg")?;
-        let model_dir = c_path(c.model_dir, "model_dir")?.ok_or_else(|| Error::invalid("cfg->model_dir is NULL"))?;
+        let model_dir = c_path(c.model_dir, "model_dir")?
+            .ok_or_else(|| Error::invalid("cfg->model_dir is NULL"))?;
         let provider = match c.execution_provider {
             0 => ProviderChoice::Auto,
             1 => ProviderChoice::Cpu,
             2 => ProviderChoice::Cuda,
-            p => return Err(Error::invalid(format!("execution_provider {p} is not 0 (auto), 1 (cpu) or 2 (cuda)"))),
+            p => {
+                return Err(Error::invalid(format!(
+                    "execution_provider {p} is not 0 (auto), 1 (cpu) or 2 (cuda)"
+                )))
+            }
         };
         let nonneg = |v: i32, name: &str| {
             usize::try_from(v).map_err(|_| Error::invalid(format!("{name} {v} is negative")))
         };
         if c.skip_below.is_nan() || c.skip_below > 1.0 {
-            return Err(Error::invalid(format!("skip_below {} is not in [0, 1] (or negative)", c.skip_below)));
+            return Err(Error::invalid(format!(
+                "skip_below {} is not in [0, 1] (or negative)",
+                c.skip_below
+            )));
         }
         let config = Config {
             model_dir,
@@ -538,13 +589,21 @@ pub unsafe extern "C" fn av1part_context_new(cfg: *const Av1partConfig, out: *mu
             cuda_device_id: c.cuda_device_id,
             intra_op_threads: nonneg(c.intra_op_threads, "intra_op_threads")?,
             max_sessions: nonneg(c.max_sessions, "max_sessions")?,
-            skip_below: if c.skip_below < 0.0 { None } else { Some(c.skip_below) },
+            skip_below: if c.skip_below < 0.0 {
+                None
+            } else {
+                Some(c.skip_below)
+            },
         };
         let ctx = Context::new(&config)?;
         let boxed = Box::new(Av1partContext {
             bundle_name: cstring_lossy(ctx.bundle_name()),
             provider_note: cstring_lossy(ctx.provider_note()),
-            stage_names: ctx.stages().iter().map(|s| cstring_lossy(&s.name)).collect(),
+            stage_names: ctx
+                .stages()
+                .iter()
+                .map(|s| cstring_lossy(&s.name))
+                .collect(),
             class_names: ctx
                 .stages()
                 .iter()
@@ -581,11 +640,15 @@ pub unsafe extern "C" fn av1part_context_free(ctx: *mut *mut Av1partContext) {
 /// The execution provider in use: `AV1PART_PROVIDER_CPU` or
 /// `AV1PART_PROVIDER_CUDA` (`AV1PART_PROVIDER_AUTO` for a NULL context).
 #[no_mangle]
-pub unsafe extern "C" fn av1part_context_execution_provider(ctx: *const Av1partContext) -> Av1partProvider {
-    guard_value(Av1partProvider::Auto, || match ctx_ref(ctx).map(|c| c.ctx.provider()) {
-        Some(Provider::Cpu) => Av1partProvider::Cpu,
-        Some(Provider::Cuda) => Av1partProvider::Cuda,
-        None => Av1partProvider::Auto,
+pub unsafe extern "C" fn av1part_context_execution_provider(
+    ctx: *const Av1partContext,
+) -> Av1partProvider {
+    guard_value(Av1partProvider::Auto, || {
+        match ctx_ref(ctx).map(|c| c.ctx.provider()) {
+            Some(Provider::Cpu) => Av1partProvider::Cpu,
+            Some(Provider::Cuda) => Av1partProvider::Cuda,
+            None => Av1partProvider::Auto,
+        }
     })
 }
 
@@ -593,14 +656,20 @@ pub unsafe extern "C" fn av1part_context_execution_provider(ctx: *const Av1partC
 /// ONNX Runtime's error; `""` when there is nothing to say or `ctx` is
 /// NULL. Owned by the context; valid until it is freed.
 #[no_mangle]
-pub unsafe extern "C" fn av1part_context_provider_note(ctx: *const Av1partContext) -> *const c_char {
-    guard_value(c"".as_ptr(), || ctx_ref(ctx).map_or(c"".as_ptr(), |c| c.provider_note.as_ptr()))
+pub unsafe extern "C" fn av1part_context_provider_note(
+    ctx: *const Av1partContext,
+) -> *const c_char {
+    guard_value(c"".as_ptr(), || {
+        ctx_ref(ctx).map_or(c"".as_ptr(), |c| c.provider_note.as_ptr())
+    })
 }
 
 /// The bundle's `name`; NULL for a NULL context. Owned by the context.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_context_bundle_name(ctx: *const Av1partContext) -> *const c_char {
-    guard_value(std::ptr::null(), || ctx_ref(ctx).map_or(std::ptr::null(), |c| c.bundle_name.as_ptr()))
+    guard_value(std::ptr::null(), || {
+        ctx_ref(ctx).map_or(std::ptr::null(), |c| c.bundle_name.as_ptr())
+    })
 }
 
 /// Number of stages in the bundle (0 for a NULL context). Stage `s` is
@@ -614,16 +683,28 @@ pub unsafe extern "C" fn av1part_context_stage_count(ctx: *const Av1partContext)
 /// Name of stage `stage` (manifest order); NULL when out of range or `ctx`
 /// is NULL. Owned by the context.
 #[no_mangle]
-pub unsafe extern "C" fn av1part_context_stage_name(ctx: *const Av1partContext, stage: usize) -> *const c_char {
+pub unsafe extern "C" fn av1part_context_stage_name(
+    ctx: *const Av1partContext,
+    stage: usize,
+) -> *const c_char {
     guard_value(std::ptr::null(), || {
-        ctx_ref(ctx).and_then(|c| c.stage_names.get(stage)).map_or(std::ptr::null(), |s| s.as_ptr())
+        ctx_ref(ctx)
+            .and_then(|c| c.stage_names.get(stage))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
     })
 }
 
 /// Number of classes of stage `stage` (0 when out of range or `ctx` NULL).
 #[no_mangle]
-pub unsafe extern "C" fn av1part_context_stage_class_count(ctx: *const Av1partContext, stage: usize) -> usize {
-    guard_value(0, || ctx_ref(ctx).and_then(|c| c.class_names.get(stage)).map_or(0, |v| v.len()))
+pub unsafe extern "C" fn av1part_context_stage_class_count(
+    ctx: *const Av1partContext,
+    stage: usize,
+) -> usize {
+    guard_value(0, || {
+        ctx_ref(ctx)
+            .and_then(|c| c.class_names.get(stage))
+            .map_or(0, |v| v.len())
+    })
 }
 
 /// Name of class `class_index` of stage `stage`; NULL when out of range or `ctx`
@@ -652,7 +733,10 @@ pub unsafe extern "C" fn av1part_context_stage_class_target(
     class_index: usize,
 ) -> i32 {
     guard_value(i32::MIN, || {
-        let Some(c) = ctx_ref(ctx).and_then(|c| c.ctx.stages().get(stage)).and_then(|s| s.classes.get(class_index)) else {
+        let Some(c) = ctx_ref(ctx)
+            .and_then(|c| c.ctx.stages().get(stage))
+            .and_then(|s| s.classes.get(class_index))
+        else {
             return i32::MIN;
         };
         match (c.partition, c.next) {
@@ -675,7 +759,9 @@ pub unsafe extern "C" fn av1part_context_skip_below(ctx: *const Av1partContext) 
 /// NULL context). When 0, callers may pass NULL `prev_y` at no loss.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_context_uses_prev_frame(ctx: *const Av1partContext) -> i32 {
-    guard_value(0, || ctx_ref(ctx).map_or(0, |c| c.ctx.uses_prev_frame() as i32))
+    guard_value(0, || {
+        ctx_ref(ctx).map_or(0, |c| c.ctx.uses_prev_frame() as i32)
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Source, Target, BLOCK};
 use crate::preprocess::{BlockSource, TensorLayout};
 use crate::session::{Model, Worker};
-use crate::{Prediction, MAX_STAGES, NUM_PARTITIONS, PREDICTION_FLAG_HAS_PREV, PREDICTION_FLAG_PARTIAL, PREDICTION_FLAG_SKIPPED};
+use crate::{
+    Prediction, MAX_STAGES, NUM_PARTITIONS, PREDICTION_FLAG_HAS_PREV, PREDICTION_FLAG_PARTIAL,
+    PREDICTION_FLAG_SKIPPED,
+};
 
 /// Largest number of blocks sent to ONNX Runtime in one run.
 pub(crate) const CHUNK: usize = 256;
@@ -61,7 +64,9 @@ fn run_model(
     let result = match srcs.len() {
         1 => model.session.run([tensor(srcs[0])?]),
         2 => model.session.run([tensor(srcs[0])?, tensor(srcs[1])?]),
-        3 => model.session.run([tensor(srcs[0])?, tensor(srcs[1])?, tensor(srcs[2])?]),
+        3 => model
+            .session
+            .run([tensor(srcs[0])?, tensor(srcs[1])?, tensor(srcs[2])?]),
         n => return Err(Error::Internal(format!("{what}: {n} inputs"))),
     };
     let outputs = result.map_err(|e| Error::inference(format!("{what}: {e}")))?;
@@ -101,7 +106,10 @@ pub(crate) fn run_chunk(
 ) -> Result<()> {
     let n = blocks.len();
     debug_assert_eq!(n, out.len());
-    let Worker { models, scratch: sc } = worker;
+    let Worker {
+        models,
+        scratch: sc,
+    } = worker;
     let (xl, sl) = (layout.x_len(), layout.side_len());
 
     // 1. Preprocess straight into the batch buffers.
@@ -109,13 +117,22 @@ pub(crate) fn run_chunk(
     sc.side.resize(n * sl, 0.0);
     for (i, b) in blocks.iter().enumerate() {
         layout
-            .fill(b, &mut sc.x[i * xl..(i + 1) * xl], &mut sc.side[i * sl..(i + 1) * sl])
+            .fill(
+                b,
+                &mut sc.x[i * xl..(i + 1) * xl],
+                &mut sc.side[i * sl..(i + 1) * sl],
+            )
             .map_err(|e| match e {
                 Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
                 other => other,
             })?;
     }
-    let x_shape = [-1i64, layout.num_channels() as i64, BLOCK as i64, BLOCK as i64];
+    let x_shape = [
+        -1i64,
+        layout.num_channels() as i64,
+        BLOCK as i64,
+        BLOCK as i64,
+    ];
     let side_shape = [-1i64, sl as i64];
 
     // 2. Trunk on every block.
@@ -126,13 +143,20 @@ pub(crate) fn run_chunk(
         sc.trunk.clear();
         sc.trunk.reserve(n * row);
         let dst = &mut sc.trunk;
-        run_model(t, "trunk", n, [(&sc.x, &x_shape), (&[], &[]), (&[], &[])], row, |_, r| {
-            if r.iter().any(|v| !v.is_finite()) {
-                return Err(Error::inference("trunk: non-finite output"));
-            }
-            dst.extend_from_slice(r);
-            Ok(())
-        })?;
+        run_model(
+            t,
+            "trunk",
+            n,
+            [(&sc.x, &x_shape), (&[], &[]), (&[], &[])],
+            row,
+            |_, r| {
+                if r.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::inference("trunk: non-finite output"));
+                }
+                dst.extend_from_slice(r);
+                Ok(())
+            },
+        )?;
     }
     let trunk_row = bundle.trunk.as_ref().map_or(0, |t| t.output.row_len());
 
@@ -144,7 +168,10 @@ pub(crate) fn run_chunk(
     sc.probs.clear();
     sc.probs.resize(n, [0.0; NUM_PARTITIONS]);
     for (p, b) in out.iter_mut().zip(blocks) {
-        *p = Prediction { num_stages: ns as u32, ..Prediction::default() };
+        *p = Prediction {
+            num_stages: ns as u32,
+            ..Prediction::default()
+        };
         if b.partial {
             p.flags |= PREDICTION_FLAG_PARTIAL;
         }
@@ -155,18 +182,21 @@ pub(crate) fn run_chunk(
     for &s in &bundle.order {
         let stage = &bundle.stages[s];
         sc.selected.clear();
-        for i in 0..n {
-            let m = sc.mass[s * n + i];
+        for (i, (&m, (acc, pred))) in sc.mass[s * n..(s + 1) * n]
+            .iter()
+            .zip(sc.probs.iter_mut().zip(out.iter_mut()))
+            .enumerate()
+        {
             if m.is_nan() {
                 continue; // not reached: an ancestor was skipped
             }
             if m >= skip_below {
                 sc.selected.push(i);
             } else {
-                for (acc, d) in sc.probs[i].iter_mut().zip(&stage.leaf_dist) {
-                    *acc += m * d;
+                for (a, d) in acc.iter_mut().zip(&stage.leaf_dist) {
+                    *a += m * d;
                 }
-                out[i].flags |= PREDICTION_FLAG_SKIPPED;
+                pred.flags |= PREDICTION_FLAG_SKIPPED;
             }
         }
         let m_rows = sc.selected.len();
@@ -202,8 +232,13 @@ pub(crate) fn run_chunk(
             [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
             k,
             |j, row| {
-                if row.iter().any(|p| !(p.is_finite() && (0.0..=1.0 + 1e-4).contains(p))) {
-                    return Err(Error::inference(format!("{what}: output {row:?} is not probabilities")));
+                if row
+                    .iter()
+                    .any(|p| !(p.is_finite() && (0.0..=1.0 + 1e-4).contains(p)))
+                {
+                    return Err(Error::inference(format!(
+                        "{what}: output {row:?} is not probabilities"
+                    )));
                 }
                 let i = selected[j];
                 let m = mass[s * n + i];

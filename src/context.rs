@@ -134,7 +134,10 @@ impl Context {
             other => other,
         };
         if cfg.intra_op_threads > 1024 {
-            return Err(Error::invalid(format!("intra_op_threads {} is unreasonable", cfg.intra_op_threads)));
+            return Err(Error::invalid(format!(
+                "intra_op_threads {} is unreasonable",
+                cfg.intra_op_threads
+            )));
         }
         let bundle = Arc::new(Bundle::load(&cfg.model_dir)?);
         let runtime = runtime::get(cfg.ort_library.as_deref())?;
@@ -143,7 +146,10 @@ impl Context {
         let mut provider_note = String::new();
         let mut chosen: Option<(Ep, Models)> = None;
         if matches!(cfg.provider, ProviderChoice::Auto | ProviderChoice::Cuda) {
-            let s = SessionSettings { ep: Ep::Cuda(cfg.cuda_device_id), intra_threads };
+            let s = SessionSettings {
+                ep: Ep::Cuda(cfg.cuda_device_id),
+                intra_threads,
+            };
             match Models::load(&runtime, &bundle, &s) {
                 Ok(m) => chosen = Some((s.ep, m)),
                 Err(Error::ProviderUnavailable(msg)) => {
@@ -159,7 +165,10 @@ impl Context {
         let (ep, first) = match chosen {
             Some(c) => c,
             None => {
-                let s = SessionSettings { ep: Ep::Cpu, intra_threads };
+                let s = SessionSettings {
+                    ep: Ep::Cpu,
+                    intra_threads,
+                };
                 (Ep::Cpu, Models::load(&runtime, &bundle, &s)?)
             }
         };
@@ -169,7 +178,9 @@ impl Context {
         };
         let max_sessions = match cfg.max_sessions {
             0 => match provider {
-                Provider::Cpu => std::thread::available_parallelism().map_or(4, |n| n.get()).min(8),
+                Provider::Cpu => std::thread::available_parallelism()
+                    .map_or(4, |n| n.get())
+                    .min(8),
                 Provider::Cuda => 4,
             },
             n => n,
@@ -177,9 +188,19 @@ impl Context {
         let settings = SessionSettings { ep, intra_threads };
         let (rt2, b2) = (Arc::clone(&runtime), Arc::clone(&bundle));
         let factory = Box::new(move || -> Result<Worker> {
-            Ok(Worker { models: Models::load(&rt2, &b2, &settings)?, scratch: Scratch::default() })
+            Ok(Worker {
+                models: Models::load(&rt2, &b2, &settings)?,
+                scratch: Scratch::default(),
+            })
         });
-        let pool = Pool::new(Worker { models: first, scratch: Scratch::default() }, max_sessions, factory);
+        let pool = Pool::new(
+            Worker {
+                models: first,
+                scratch: Scratch::default(),
+            },
+            max_sessions,
+            factory,
+        );
 
         let stages = bundle
             .stages
@@ -232,7 +253,11 @@ impl Context {
             return Err(Error::invalid("no blocks (n = 0)"));
         }
         if out.len() != blocks.len() {
-            return Err(Error::invalid(format!("{} outputs for {} blocks", out.len(), blocks.len())));
+            return Err(Error::invalid(format!(
+                "{} outputs for {} blocks",
+                out.len(),
+                blocks.len()
+            )));
         }
         for (i, b) in blocks.iter().enumerate() {
             b.validate().map_err(|e| match e {
@@ -272,15 +297,29 @@ impl Context {
             sources.clear();
             sources.extend((start..start + oc.len()).map(|i| BlockSource::from_frame(frame, i)));
             self.run(&mut worker, &sources, oc).map_err(|e| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("frame chunk at block {start}: {m}")),
+                Error::InvalidArgument(m) => {
+                    Error::InvalidArgument(format!("frame chunk at block {start}: {m}"))
+                }
                 other => other,
             })?;
         }
         Ok(count)
     }
 
-    fn run(&self, worker: &mut Worker, sources: &[BlockSource<'_>], out: &mut [Prediction]) -> Result<()> {
-        cascade::run_chunk(worker, &self.bundle, &self.layout, self.skip_below, sources, out)
+    fn run(
+        &self,
+        worker: &mut Worker,
+        sources: &[BlockSource<'_>],
+        out: &mut [Prediction],
+    ) -> Result<()> {
+        cascade::run_chunk(
+            worker,
+            &self.bundle,
+            &self.layout,
+            self.skip_below,
+            sources,
+            out,
+        )
     }
 
     /// The execution provider in use.

@@ -64,8 +64,16 @@ impl Error {
     }
 
     /// Shorthand for an [`Error::ModelLoad`].
-    pub(crate) fn model(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::ModelLoad { file: file.into(), field: field.into(), message: message.into() }
+    pub(crate) fn model(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::ModelLoad {
+            file: file.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Shorthand for an [`Error::Inference`].
@@ -159,5 +167,22 @@ impl Status {
     /// The status with this numeric value, if any.
     pub fn from_i32(v: i32) -> Option<Status> {
         Status::ALL.iter().copied().find(|s| *s as i32 == v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip_and_strings() {
+        for s in Status::ALL {
+            assert_eq!(Status::from_i32(s as i32), Some(s));
+            assert!(!s.as_str().is_empty());
+        }
+        assert_eq!(Status::from_i32(1), None);
+        assert_eq!(Error::invalid("x").status(), Status::InvalidArgument);
+        let e = Error::model("f.onnx", "stages[0].sha256", "bad");
+        assert_eq!(e.to_string(), "model bundle: f.onnx: stages[0].sha256: bad");
     }
 }

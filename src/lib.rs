@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod cascade;
 mod context;
@@ -41,8 +42,9 @@ pub const MAX_CLASSES: usize = 10;
 pub const MAX_STAGES: usize = 9;
 
 /// Partition names in libaom's numbering, without the `PARTITION_` prefix.
-pub const PARTITION_NAMES: [&str; NUM_PARTITIONS] =
-    ["NONE", "HORZ", "VERT", "SPLIT", "HORZ_A", "HORZ_B", "VERT_A", "VERT_B", "HORZ_4", "VERT_4"];
+pub const PARTITION_NAMES: [&str; NUM_PARTITIONS] = [
+    "NONE", "HORZ", "VERT", "SPLIT", "HORZ_A", "HORZ_B", "VERT_A", "VERT_B", "HORZ_4", "VERT_4",
+];
 
 /// `Av1partPrediction.flags`: the block reaches past the right or bottom
 /// frame edge (frame prediction only); samples outside the frame were
@@ -97,5 +99,10 @@ impl Default for Prediction {
 
 /// The crate version with the git hash when known, e.g. `0.1.0 (1a2b3c4d)`.
 pub fn version_string() -> &'static str {
-    concat!(env!("CARGO_PKG_VERSION"), " (", env!("AV1PART_GIT_HASH"), ")")
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("AV1PART_GIT_HASH"),
+        ")"
+    )
 }

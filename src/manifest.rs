@@ -252,7 +252,9 @@ pub struct Bundle {
 impl Bundle {
     /// Whether any model consumes the side tensor.
     pub fn uses_side(&self) -> bool {
-        self.stages.iter().any(|s| s.inputs.iter().any(|(_, src)| *src == Source::Side))
+        self.stages
+            .iter()
+            .any(|s| s.inputs.iter().any(|(_, src)| *src == Source::Side))
     }
 
     /// Whether the previous source frame influences predictions.
@@ -271,7 +273,11 @@ impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
         let mpath = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&mpath).map_err(|e| {
-            Error::model(mpath.display().to_string(), "(file)", format!("cannot read: {e}"))
+            Error::model(
+                mpath.display().to_string(),
+                "(file)",
+                format!("cannot read: {e}"),
+            )
         })?;
         let raw: RawManifest = serde_json::from_str(&text)
             .map_err(|e| Error::model(MANIFEST_FILE, "(json)", e.to_string()))?;
@@ -292,7 +298,10 @@ fn check_file_name(field: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(merr(field, format!("`{name}` is not a plain file name inside the bundle")))
+        Err(merr(
+            field,
+            format!("`{name}` is not a plain file name inside the bundle"),
+        ))
     }
 }
 
@@ -321,8 +330,13 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 fn verify_file(dir: &Path, file: &str, field: &str, expected: &str) -> Result<()> {
     let path = dir.join(file);
-    let actual = sha256_file(&path)
-        .map_err(|e| Error::model(file, "(file)", format!("cannot read `{}`: {e}", path.display())))?;
+    let actual = sha256_file(&path).map_err(|e| {
+        Error::model(
+            file,
+            "(file)",
+            format!("cannot read `{}`: {e}", path.display()),
+        )
+    })?;
     if !actual.eq_ignore_ascii_case(expected) {
         return Err(Error::model(
             file,
@@ -344,40 +358,64 @@ fn check_batch_shape(field: &str, shape: &[i64]) -> Result<()> {
 }
 
 fn partition_index(name: &str) -> Option<u8> {
-    PARTITION_NAMES.iter().position(|n| *n == name).map(|i| i as u8)
+    PARTITION_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u8)
 }
 
 fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     if raw.schema != SCHEMA {
-        return Err(merr("schema", format!("`{}` is not `{SCHEMA}`", raw.schema)));
+        return Err(merr(
+            "schema",
+            format!("`{}` is not `{SCHEMA}`", raw.schema),
+        ));
     }
     if raw.schema_version != SCHEMA_VERSION {
         return Err(merr(
             "schema_version",
-            format!("version {} is not supported (this build reads {SCHEMA_VERSION})", raw.schema_version),
+            format!(
+                "version {} is not supported (this build reads {SCHEMA_VERSION})",
+                raw.schema_version
+            ),
         ));
     }
 
     // --- input -------------------------------------------------------------
     let inp = &raw.input;
     if inp.block_size != BLOCK as u64 {
-        return Err(merr("input.block_size", format!("{} is not {BLOCK}", inp.block_size)));
+        return Err(merr(
+            "input.block_size",
+            format!("{} is not {BLOCK}", inp.block_size),
+        ));
     }
     if inp.chroma != "420" {
-        return Err(merr("input.chroma", format!("`{}` is not `420`", inp.chroma)));
+        return Err(merr(
+            "input.chroma",
+            format!("`{}` is not `420`", inp.chroma),
+        ));
     }
     if inp.chroma_upsample != "nearest" {
-        return Err(merr("input.chroma_upsample", format!("`{}` is not `nearest`", inp.chroma_upsample)));
+        return Err(merr(
+            "input.chroma_upsample",
+            format!("`{}` is not `nearest`", inp.chroma_upsample),
+        ));
     }
     if inp.normalization.divide_by != "max_sample_value" {
         return Err(merr(
             "input.normalization.divide_by",
-            format!("`{}` is not `max_sample_value`", inp.normalization.divide_by),
+            format!(
+                "`{}` is not `max_sample_value`",
+                inp.normalization.divide_by
+            ),
         ));
     }
     if let Some(p) = &inp.prev_y_when_absent {
         if p != "copy_current" {
-            return Err(merr("input.prev_y_when_absent", format!("`{p}` is not `copy_current`")));
+            return Err(merr(
+                "input.prev_y_when_absent",
+                format!("`{p}` is not `copy_current`"),
+            ));
         }
     }
     if inp.channels.is_empty() {
@@ -390,10 +428,18 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             "u" => Channel::U,
             "v" => Channel::V,
             "prev_y" => Channel::PrevY,
-            _ => return Err(merr(format!("input.channels[{i}]"), format!("unknown channel `{c}`"))),
+            _ => {
+                return Err(merr(
+                    format!("input.channels[{i}]"),
+                    format!("unknown channel `{c}`"),
+                ))
+            }
         };
         if channels.contains(&ch) {
-            return Err(merr(format!("input.channels[{i}]"), format!("duplicate channel `{c}`")));
+            return Err(merr(
+                format!("input.channels[{i}]"),
+                format!("duplicate channel `{c}`"),
+            ));
         }
         channels.push(ch);
     }
@@ -406,13 +452,19 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         ));
     }
     if norm.std.len() != n_ch {
-        return Err(merr("input.normalization.std", format!("{} values for {n_ch} channels", norm.std.len())));
+        return Err(merr(
+            "input.normalization.std",
+            format!("{} values for {n_ch} channels", norm.std.len()),
+        ));
     }
     if let Some(i) = norm.mean.iter().position(|m| !m.is_finite()) {
         return Err(merr(format!("input.normalization.mean[{i}]"), "not finite"));
     }
     if let Some(i) = norm.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err(merr(format!("input.normalization.std[{i}]"), "must be finite and > 0"));
+        return Err(merr(
+            format!("input.normalization.std[{i}]"),
+            "must be finite and > 0",
+        ));
     }
     let mut side_features = Vec::new();
     for (i, f) in inp.side_features.iter().enumerate() {
@@ -420,10 +472,18 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             "qindex" => SideFeature::Qindex,
             "intra" => SideFeature::Intra,
             "has_prev" => SideFeature::HasPrev,
-            _ => return Err(merr(format!("input.side_features[{i}]"), format!("unknown side feature `{f}`"))),
+            _ => {
+                return Err(merr(
+                    format!("input.side_features[{i}]"),
+                    format!("unknown side feature `{f}`"),
+                ))
+            }
         };
         if side_features.contains(&sf) {
-            return Err(merr(format!("input.side_features[{i}]"), format!("duplicate side feature `{f}`")));
+            return Err(merr(
+                format!("input.side_features[{i}]"),
+                format!("duplicate side feature `{f}`"),
+            ));
         }
         side_features.push(sf);
     }
@@ -438,15 +498,24 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             if t.input.shape != block_shape {
                 return Err(merr(
                     "trunk.input.shape",
-                    format!("{:?} does not match the block tensor {block_shape:?}", t.input.shape),
+                    format!(
+                        "{:?} does not match the block tensor {block_shape:?}",
+                        t.input.shape
+                    ),
                 ));
             }
             check_batch_shape("trunk.output.shape", &t.output.shape)?;
             Some((
                 TrunkSpec {
                     file: t.file,
-                    input: TensorDecl { name: t.input.name, shape: t.input.shape },
-                    output: TensorDecl { name: t.output.name, shape: t.output.shape },
+                    input: TensorDecl {
+                        name: t.input.name,
+                        shape: t.input.shape,
+                    },
+                    output: TensorDecl {
+                        name: t.output.name,
+                        shape: t.output.shape,
+                    },
                 },
                 t.sha256,
             ))
@@ -458,21 +527,38 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         return Err(merr("stages", "no stage"));
     }
     if raw.stages.len() > MAX_STAGES {
-        return Err(merr("stages", format!("{} stages, at most {MAX_STAGES} supported", raw.stages.len())));
+        return Err(merr(
+            "stages",
+            format!(
+                "{} stages, at most {MAX_STAGES} supported",
+                raw.stages.len()
+            ),
+        ));
     }
     let stage_names: Vec<&str> = raw.stages.iter().map(|s| s.name.as_str()).collect();
     for (i, n) in stage_names.iter().enumerate() {
         if stage_names[..i].contains(n) {
-            return Err(merr(format!("stages[{i}].name"), format!("duplicate stage name `{n}`")));
+            return Err(merr(
+                format!("stages[{i}].name"),
+                format!("duplicate stage name `{n}`"),
+            ));
         }
     }
     let root = stage_names
         .iter()
         .position(|n| *n == raw.cascade.root)
-        .ok_or_else(|| merr("cascade.root", format!("no stage named `{}`", raw.cascade.root)))?;
+        .ok_or_else(|| {
+            merr(
+                "cascade.root",
+                format!("no stage named `{}`", raw.cascade.root),
+            )
+        })?;
     let skip = raw.cascade.skip_below;
     if !(skip.is_finite() && (0.0..=1.0).contains(&skip)) {
-        return Err(merr("cascade.skip_below", format!("{skip} is not in [0, 1]")));
+        return Err(merr(
+            "cascade.skip_below",
+            format!("{skip} is not in [0, 1]"),
+        ));
     }
 
     let mut stages = Vec::new();
@@ -501,20 +587,37 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
                 other => return Err(merr(fi("source"), format!("unknown source `{other}`"))),
             };
             if inputs.iter().any(|(_, s2)| *s2 == src) {
-                return Err(merr(fi("source"), format!("source `{}` used twice", input.source)));
+                return Err(merr(
+                    fi("source"),
+                    format!("source `{}` used twice", input.source),
+                ));
             }
-            if inputs.iter().any(|(d, _): &(TensorDecl, Source)| d.name == input.name) {
-                return Err(merr(fi("name"), format!("duplicate input name `{}`", input.name)));
+            if inputs
+                .iter()
+                .any(|(d, _): &(TensorDecl, Source)| d.name == input.name)
+            {
+                return Err(merr(
+                    fi("name"),
+                    format!("duplicate input name `{}`", input.name),
+                ));
             }
             let expected: Vec<i64> = match src {
                 Source::Block => block_shape.clone(),
                 Source::Trunk => match &trunk {
                     Some((t, _)) => t.output.shape.clone(),
-                    None => return Err(merr(fi("source"), "source `trunk` but the bundle has no trunk")),
+                    None => {
+                        return Err(merr(
+                            fi("source"),
+                            "source `trunk` but the bundle has no trunk",
+                        ))
+                    }
                 },
                 Source::Side => {
                     if side_features.is_empty() {
-                        return Err(merr(fi("source"), "source `side` but input.side_features is empty"));
+                        return Err(merr(
+                            fi("source"),
+                            "source `side` but input.side_features is empty",
+                        ));
                     }
                     vec![-1, side_features.len() as i64]
                 }
@@ -522,21 +625,36 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             if input.shape != expected {
                 return Err(merr(
                     fi("shape"),
-                    format!("{:?} does not match the {} tensor {expected:?}", input.shape, input.source),
+                    format!(
+                        "{:?} does not match the {} tensor {expected:?}",
+                        input.shape, input.source
+                    ),
                 ));
             }
-            inputs.push((TensorDecl { name: input.name.clone(), shape: input.shape.clone() }, src));
+            inputs.push((
+                TensorDecl {
+                    name: input.name.clone(),
+                    shape: input.shape.clone(),
+                },
+                src,
+            ));
         }
 
         let k = s.classes.len();
         if !(2..=MAX_CLASSES).contains(&k) {
-            return Err(merr(f("classes"), format!("{k} classes; a stage needs 2..={MAX_CLASSES}")));
+            return Err(merr(
+                f("classes"),
+                format!("{k} classes; a stage needs 2..={MAX_CLASSES}"),
+            ));
         }
         let out_shape = vec![-1, k as i64];
         if s.output.shape != out_shape {
             return Err(merr(
                 f("output.shape"),
-                format!("{:?} does not match {k} classes {out_shape:?}", s.output.shape),
+                format!(
+                    "{:?} does not match {k} classes {out_shape:?}",
+                    s.output.shape
+                ),
             ));
         }
         let mut classes = Vec::new();
@@ -547,7 +665,10 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
                     let idx = partition_index(p)
                         .ok_or_else(|| merr(fc("partition"), format!("unknown partition `{p}`")))?;
                     if !leaves_seen.insert(idx) {
-                        return Err(merr(fc("partition"), format!("partition `{p}` is a leaf more than once")));
+                        return Err(merr(
+                            fc("partition"),
+                            format!("partition `{p}` is a leaf more than once"),
+                        ));
                     }
                     Target::Leaf(idx)
                 }
@@ -562,31 +683,48 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
                     if let Some(p) = parent[t] {
                         return Err(merr(
                             fc("next"),
-                            format!("stage `{n}` is already reached from stage `{}`", stage_names[p]),
+                            format!(
+                                "stage `{n}` is already reached from stage `{}`",
+                                stage_names[p]
+                            ),
                         ));
                     }
                     parent[t] = Some(si);
                     Target::Stage(t)
                 }
-                _ => return Err(merr(fc("partition"), "a class needs exactly one of `partition` and `next`")),
+                _ => {
+                    return Err(merr(
+                        fc("partition"),
+                        "a class needs exactly one of `partition` and `next`",
+                    ))
+                }
             };
-            classes.push(ClassSpec { name: c.name.clone(), target });
+            classes.push(ClassSpec {
+                name: c.name.clone(),
+                target,
+            });
         }
         if s.prior.len() != k {
-            return Err(merr(f("prior"), format!("{} values for {k} classes", s.prior.len())));
+            return Err(merr(
+                f("prior"),
+                format!("{} values for {k} classes", s.prior.len()),
+            ));
         }
         if s.prior.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
             return Err(merr(f("prior"), "values must be finite and >= 0"));
         }
         let sum: f64 = s.prior.iter().sum();
-        if (sum - 1.0).abs() > 1e-3 {
+        if (sum - 1.0).abs() > 1e-6 {
             return Err(merr(f("prior"), format!("sums to {sum}, not 1")));
         }
         stages.push(StageSpec {
             name: s.name.clone(),
             file: s.file.clone(),
             inputs,
-            output: TensorDecl { name: s.output.name.clone(), shape: s.output.shape.clone() },
+            output: TensorDecl {
+                name: s.output.name.clone(),
+                shape: s.output.shape.clone(),
+            },
             classes,
             prior: s.prior.clone(),
             leaf_dist: [0.0; NUM_PARTITIONS],
@@ -601,7 +739,10 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         for c in &stages[s].classes {
             if let Target::Stage(t) = c.target {
                 if order.contains(&t) {
-                    return Err(merr(format!("stages[{s}].classes"), "the classes do not form a tree (cycle)"));
+                    return Err(merr(
+                        format!("stages[{s}].classes"),
+                        "the classes do not form a tree (cycle)",
+                    ));
                 }
                 order.push(t);
             }
@@ -611,7 +752,10 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     if let Some(unreached) = (0..stages.len()).find(|s| !order.contains(s)) {
         return Err(merr(
             format!("stages[{unreached}]"),
-            format!("stage `{}` is not reachable from the root", stages[unreached].name),
+            format!(
+                "stage `{}` is not reachable from the root",
+                stages[unreached].name
+            ),
         ));
     }
     // Skip distributions, children before parents.
@@ -633,7 +777,11 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     for (i, d) in raw.data_files.iter().enumerate() {
         check_file_name(&format!("data_files[{i}].file"), &d.file)?;
         check_sha_field(&format!("data_files[{i}].sha256"), &d.sha256)?;
-        hashes.push((d.file.clone(), format!("data_files[{i}].sha256"), d.sha256.clone()));
+        hashes.push((
+            d.file.clone(),
+            format!("data_files[{i}].sha256"),
+            d.sha256.clone(),
+        ));
     }
     for (file, field, sha) in &hashes {
         verify_file(dir, file, field, sha)?;
@@ -653,4 +801,160 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         order,
         skip_below: skip,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn stage(name: &str, classes: Value, prior: Value) -> Value {
+        let k = classes.as_array().map_or(0, |c| c.len());
+        json!({
+            "name": name, "file": format!("{name}.onnx"), "sha256": "0".repeat(64),
+            "inputs": [{"name": "x", "source": "block", "shape": [-1, 1, 16, 16]}],
+            "output": {"name": "probs", "shape": [-1, k]},
+            "classes": classes, "prior": prior
+        })
+    }
+
+    fn manifest(stages: Vec<Value>) -> Value {
+        json!({
+            "schema": "av1part-bundle", "schema_version": 1, "name": "t",
+            "input": {"block_size": 16, "chroma": "420", "channels": ["y"], "chroma_upsample": "nearest",
+                      "normalization": {"divide_by": "max_sample_value", "mean": [0.5], "std": [0.25]}},
+            "stages": stages,
+            "cascade": {"root": "a", "skip_below": 0.0}
+        })
+    }
+
+    fn check(m: Value) -> Result<Bundle> {
+        let raw: RawManifest =
+            serde_json::from_value(m).map_err(|e| Error::model("m", "json", e.to_string()))?;
+        // No files exist: validation errors come before hashing; a valid
+        // manifest fails on the first file read instead.
+        validate(Path::new("/nonexistent"), raw)
+    }
+
+    #[test]
+    fn valid_tree_reaches_hashing() {
+        let m = manifest(vec![
+            stage(
+                "a",
+                json!([{"name": "n", "partition": "NONE"}, {"name": "p", "next": "b"}]),
+                json!([0.5, 0.5]),
+            ),
+            stage(
+                "b",
+                json!([{"name": "s", "partition": "SPLIT"}, {"name": "h", "partition": "HORZ"}]),
+                json!([0.25, 0.75]),
+            ),
+        ]);
+        let e = check(m).unwrap_err().to_string();
+        assert!(e.contains("a.onnx") && e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn unreachable_stage_is_refused() {
+        let m = manifest(vec![
+            stage(
+                "a",
+                json!([{"name": "n", "partition": "NONE"}, {"name": "s", "partition": "SPLIT"}]),
+                json!([0.5, 0.5]),
+            ),
+            stage(
+                "b",
+                json!([{"name": "h", "partition": "HORZ"}, {"name": "v", "partition": "VERT"}]),
+                json!([0.5, 0.5]),
+            ),
+        ]);
+        let e = check(m).unwrap_err().to_string();
+        assert!(
+            e.contains("stages[1]") && e.contains("not reachable"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cycle_is_refused() {
+        let m = manifest(vec![
+            stage(
+                "a",
+                json!([{"name": "n", "partition": "NONE"}, {"name": "p", "next": "b"}]),
+                json!([0.5, 0.5]),
+            ),
+            stage(
+                "b",
+                json!([{"name": "s", "partition": "SPLIT"}, {"name": "c", "next": "c"}]),
+                json!([0.5, 0.5]),
+            ),
+            stage(
+                "c",
+                json!([{"name": "h", "partition": "HORZ"}, {"name": "b", "next": "b"}]),
+                json!([0.5, 0.5]),
+            ),
+        ]);
+        let e = check(m).unwrap_err().to_string();
+        assert!(e.contains("already reached"), "{e}");
+    }
+
+    #[test]
+    fn single_class_and_bad_shapes_are_refused() {
+        let m = manifest(vec![stage(
+            "a",
+            json!([{"name": "n", "partition": "NONE"}]),
+            json!([1.0]),
+        )]);
+        assert!(check(m)
+            .unwrap_err()
+            .to_string()
+            .contains("stages[0].classes"));
+        let mut m = manifest(vec![stage(
+            "a",
+            json!([{"name": "n", "partition": "NONE"}, {"name": "s", "partition": "SPLIT"}]),
+            json!([0.5, 0.5]),
+        )]);
+        m["stages"][0]["inputs"][0]["shape"] = json!([1, 1, 16, 16]);
+        assert!(check(m)
+            .unwrap_err()
+            .to_string()
+            .contains("stages[0].inputs[0].shape"));
+    }
+
+    #[test]
+    fn skip_distribution_multiplies_priors() {
+        let stages = vec![
+            stage(
+                "a",
+                json!([{"name": "n", "partition": "NONE"}, {"name": "p", "next": "b"}]),
+                json!([0.6, 0.4]),
+            ),
+            stage(
+                "b",
+                json!([{"name": "s", "partition": "SPLIT"}, {"name": "h", "partition": "HORZ"}]),
+                json!([0.25, 0.75]),
+            ),
+        ];
+        let raw: RawManifest = serde_json::from_value(manifest(stages)).unwrap();
+        // Build without hashing by validating in a directory with the files.
+        let dir =
+            std::env::temp_dir().join(format!("av1part-manifest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.onnx", "b.onnx"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let empty_sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let mut raw = raw;
+        for s in &mut raw.stages {
+            s.sha256 = empty_sha.into();
+        }
+        let b = validate(&dir, raw).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = b.stages[0].leaf_dist;
+        assert!(
+            (d[0] - 0.6).abs() < 1e-12 && (d[3] - 0.1).abs() < 1e-12 && (d[1] - 0.3).abs() < 1e-12
+        );
+        assert!((d.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(b.order, vec![0, 1]);
+    }
 }

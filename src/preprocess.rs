@@ -41,7 +41,10 @@ impl<'a> Plane<'a> {
     /// Checks that a `cols × rows` region fits in this plane.
     pub(crate) fn check(&self, what: &str, cols: usize, rows: usize, bit_depth: u32) -> Result<()> {
         if self.stride < cols {
-            return Err(Error::invalid(format!("{what}: stride {} is smaller than the width {cols}", self.stride)));
+            return Err(Error::invalid(format!(
+                "{what}: stride {} is smaller than the width {cols}",
+                self.stride
+            )));
         }
         let need = self
             .stride
@@ -56,7 +59,9 @@ impl<'a> Plane<'a> {
             )));
         }
         if matches!(self.samples, Samples::U8(_)) && bit_depth != 8 {
-            return Err(Error::invalid(format!("{what}: 8-bit samples with bit depth {bit_depth}")));
+            return Err(Error::invalid(format!(
+                "{what}: 8-bit samples with bit depth {bit_depth}"
+            )));
         }
         Ok(())
     }
@@ -173,7 +178,10 @@ impl Frame<'_> {
     pub(crate) fn validate(&self) -> Result<()> {
         check_bit_depth(self.bit_depth)?;
         if self.width == 0 || self.height == 0 {
-            return Err(Error::invalid(format!("frame size {}×{} is empty", self.width, self.height)));
+            return Err(Error::invalid(format!(
+                "frame size {}×{} is empty",
+                self.width, self.height
+            )));
         }
         if self.width % 2 != 0 || self.height % 2 != 0 {
             return Err(Error::invalid(format!(
@@ -206,7 +214,11 @@ struct Region<'a> {
 /// Reads an `N × N` region into `out`, replicating the last column/row past
 /// the valid area; returns the largest sample seen.
 fn read_region<const N: usize>(r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
-    fn go<T: Copy + Into<u32>, const N: usize>(d: &[T], r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
+    fn go<T: Copy + Into<u32>, const N: usize>(
+        d: &[T],
+        r: &Region<'_>,
+        out: &mut [[u32; N]; N],
+    ) -> u32 {
         let mut max = 0u32;
         let inside = r.x0 + N <= r.w && r.y0 + N <= r.h;
         for (row, o) in out.iter_mut().enumerate() {
@@ -260,7 +272,13 @@ pub(crate) struct BlockSource<'a> {
 impl<'a> BlockSource<'a> {
     /// A standalone block (already validated).
     pub(crate) fn from_block(b: &Block<'a>) -> Self {
-        let reg = |plane: Plane<'a>, n: usize| Region { plane, x0: 0, y0: 0, w: n, h: n };
+        let reg = |plane: Plane<'a>, n: usize| Region {
+            plane,
+            x0: 0,
+            y0: 0,
+            w: n,
+            h: n,
+        };
         BlockSource {
             y: reg(b.y, BLOCK),
             u: reg(b.u, CBLOCK),
@@ -277,8 +295,20 @@ impl<'a> BlockSource<'a> {
         let cols = f.width.div_ceil(BLOCK);
         let (bx, by) = (index % cols, index / cols);
         let (x0, y0) = (bx * BLOCK, by * BLOCK);
-        let luma = |plane: Plane<'a>| Region { plane, x0, y0, w: f.width, h: f.height };
-        let chroma = |plane: Plane<'a>| Region { plane, x0: x0 / 2, y0: y0 / 2, w: f.width / 2, h: f.height / 2 };
+        let luma = |plane: Plane<'a>| Region {
+            plane,
+            x0,
+            y0,
+            w: f.width,
+            h: f.height,
+        };
+        let chroma = |plane: Plane<'a>| Region {
+            plane,
+            x0: x0 / 2,
+            y0: y0 / 2,
+            w: f.width / 2,
+            h: f.height / 2,
+        };
         BlockSource {
             y: luma(f.y),
             u: chroma(f.u),
@@ -324,7 +354,12 @@ impl TensorLayout {
     /// Writes one block: `x` gets `x_len()` floats, `side` gets `side_len()`
     /// floats (or is empty when no stage uses it). Fails when a sample is
     /// above `(1 << bit_depth) - 1`.
-    pub(crate) fn fill(&self, src: &BlockSource<'_>, x: &mut [f32], side: &mut [f32]) -> Result<()> {
+    pub(crate) fn fill(
+        &self,
+        src: &BlockSource<'_>,
+        x: &mut [f32],
+        side: &mut [f32],
+    ) -> Result<()> {
         let maxv_i = (1u32 << src.bit_depth) - 1;
         let maxv = maxv_i as f32;
         let mut y = [[0u32; BLOCK]; BLOCK];
@@ -394,5 +429,202 @@ impl TensorLayout {
             };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(channels: Vec<Channel>, side: Vec<SideFeature>) -> TensorLayout {
+        let n = channels.len();
+        TensorLayout {
+            channels,
+            mean: vec![0.5; n],
+            std: vec![0.25; n],
+            side_features: side,
+        }
+    }
+
+    fn side() -> SideInfo {
+        SideInfo {
+            base_qindex: 51,
+            frame_type: FrameType::IntraOnly,
+        }
+    }
+
+    #[test]
+    fn block_count() {
+        assert_eq!(frame_block_count(16, 16), 1);
+        assert_eq!(frame_block_count(18, 2), 2);
+        assert_eq!(frame_block_count(1920, 1080), 120 * 68);
+        assert_eq!(frame_block_count(15, 16), 0);
+        assert_eq!(frame_block_count(0, 0), 0);
+    }
+
+    #[test]
+    fn tensor_values_follow_the_contract_bit_for_bit() {
+        let y: Vec<u16> = (0..256).map(|i| (i * 4 + 3) as u16).collect();
+        let u: Vec<u16> = (0..64).map(|i| (1023 - i * 5) as u16).collect();
+        let v: Vec<u16> = (0..64).map(|i| (i * 16) as u16).collect();
+        let b = Block {
+            y: Plane {
+                samples: Samples::U16(&y),
+                stride: 16,
+            },
+            u: Plane {
+                samples: Samples::U16(&u),
+                stride: 8,
+            },
+            v: Plane {
+                samples: Samples::U16(&v),
+                stride: 8,
+            },
+            prev_y: None,
+            bit_depth: 10,
+            side: side(),
+        };
+        b.validate().unwrap();
+        let l = layout(
+            vec![Channel::V, Channel::Y, Channel::PrevY, Channel::U],
+            vec![
+                SideFeature::HasPrev,
+                SideFeature::Qindex,
+                SideFeature::Intra,
+            ],
+        );
+        let mut x = vec![0.0f32; l.x_len()];
+        let mut s = vec![0.0f32; l.side_len()];
+        l.fill(&BlockSource::from_block(&b), &mut x, &mut s)
+            .unwrap();
+        let f = |v: u16| (v as f32 / 1023.0f32 - 0.5f32) / 0.25f32;
+        for r in 0..16 {
+            for c in 0..16 {
+                let i = r * 16 + c;
+                assert_eq!(x[i].to_bits(), f(v[(r >> 1) * 8 + (c >> 1)]).to_bits());
+                assert_eq!(x[256 + i].to_bits(), f(y[i]).to_bits());
+                assert_eq!(
+                    x[512 + i].to_bits(),
+                    f(y[i]).to_bits(),
+                    "prev_y absent: copy of y"
+                );
+                assert_eq!(
+                    x[768 + i].to_bits(),
+                    f(u[(r >> 1) * 8 + (c >> 1)]).to_bits()
+                );
+            }
+        }
+        assert_eq!(s, vec![0.0, 51.0f32 / 255.0, 1.0]);
+    }
+
+    #[test]
+    fn sample_range_is_checked_in_every_plane() {
+        let ok = vec![255u16; 256];
+        let mut bad = ok.clone();
+        bad[5] = 256;
+        let l = layout(vec![Channel::Y], vec![]);
+        for which in 0..4 {
+            let pick = |i: usize, n: usize| if i == which { &bad[..n] } else { &ok[..n] };
+            let b = Block {
+                y: Plane {
+                    samples: Samples::U16(pick(0, 256)),
+                    stride: 16,
+                },
+                u: Plane {
+                    samples: Samples::U16(pick(1, 64)),
+                    stride: 8,
+                },
+                v: Plane {
+                    samples: Samples::U16(pick(2, 64)),
+                    stride: 8,
+                },
+                prev_y: Some(Plane {
+                    samples: Samples::U16(pick(3, 256)),
+                    stride: 16,
+                }),
+                bit_depth: 8,
+                side: side(),
+            };
+            let mut x = vec![0.0; l.x_len()];
+            let e = l.fill(&BlockSource::from_block(&b), &mut x, &mut []);
+            // The bundle uses only y; every plane is still checked.
+            assert!(matches!(e, Err(Error::InvalidArgument(_))), "plane {which}");
+        }
+    }
+
+    #[test]
+    fn frame_edges_replicate_last_column_and_row() {
+        // 18×18 frame: block 1 (x0 = 16) has 2 valid columns.
+        let (w, h) = (18usize, 18usize);
+        let y: Vec<u8> = (0..w * h).map(|i| (i % 251) as u8).collect();
+        let c: Vec<u8> = (0..(w / 2) * (h / 2))
+            .map(|i| (i * 3 % 256) as u8)
+            .collect();
+        let f = Frame {
+            width: w,
+            height: h,
+            y: Plane {
+                samples: Samples::U8(&y),
+                stride: w,
+            },
+            u: Plane {
+                samples: Samples::U8(&c),
+                stride: w / 2,
+            },
+            v: Plane {
+                samples: Samples::U8(&c),
+                stride: w / 2,
+            },
+            prev_y: None,
+            bit_depth: 8,
+            side: side(),
+        };
+        f.validate().unwrap();
+        let l = layout(vec![Channel::Y, Channel::U], vec![]);
+        let mut x = vec![0.0; l.x_len()];
+        let src = BlockSource::from_frame(&f, 3); // bottom-right
+        assert!(src.partial);
+        assert!(!BlockSource::from_frame(&f, 0).partial);
+        l.fill(&src, &mut x, &mut []).unwrap();
+        let norm = |s: u8| (s as f32 / 255.0 - 0.5) / 0.25;
+        for r in 0..16 {
+            for col in 0..16 {
+                let (sy, sx) = ((16 + r).min(h - 1), (16 + col).min(w - 1));
+                assert_eq!(x[r * 16 + col], norm(y[sy * w + sx]));
+                let (cy, cx) = (
+                    (8 + (r >> 1)).min(h / 2 - 1),
+                    (8 + (col >> 1)).min(w / 2 - 1),
+                );
+                assert_eq!(x[256 + r * 16 + col], norm(c[cy * (w / 2) + cx]));
+            }
+        }
+    }
+
+    #[test]
+    fn plane_checks() {
+        let d = [0u16; 100];
+        let p = Plane {
+            samples: Samples::U16(&d),
+            stride: 16,
+        };
+        assert!(p.check("y", 16, 16, 10).is_err(), "100 < 16*15+16");
+        let p = Plane {
+            samples: Samples::U16(&d),
+            stride: 8,
+        };
+        assert!(p.check("u", 8, 8, 10).is_ok());
+        assert!(p.check("u", 9, 8, 10).is_err());
+        let d8 = [0u8; 64];
+        let p = Plane {
+            samples: Samples::U8(&d8),
+            stride: 8,
+        };
+        assert!(p.check("u", 8, 8, 8).is_ok());
+        assert!(p.check("u", 8, 8, 10).is_err());
+        let p = Plane {
+            samples: Samples::U16(&d),
+            stride: usize::MAX,
+        };
+        assert!(p.check("u", 8, 8, 10).is_err());
     }
 }

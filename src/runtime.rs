@@ -20,7 +20,11 @@ use crate::error::{Error, Result};
 pub const ORT_LIB_ENV: &str = "AV1PART_ORT_LIB";
 
 /// File names looked for next to the av1part library itself.
-const ORT_LIB_NAMES: &[&str] = &["libonnxruntime.so.1.31.1", "libonnxruntime.so.1", "libonnxruntime.so"];
+const ORT_LIB_NAMES: &[&str] = &[
+    "libonnxruntime.so.1.31.1",
+    "libonnxruntime.so.1",
+    "libonnxruntime.so",
+];
 
 /// The loaded runtime.
 #[derive(Debug)]
@@ -37,12 +41,17 @@ static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 
 /// How the library path was chosen, for error messages.
 fn describe_candidates(c: &[(PathBuf, &'static str)]) -> String {
-    c.iter().map(|(p, why)| format!("`{}` ({why})", p.display())).collect::<Vec<_>>().join(", ")
+    c.iter()
+        .map(|(p, why)| format!("`{}` ({why})", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The default library path baked in at build time (set by build.rs).
 fn baked_default() -> Option<PathBuf> {
-    option_env!("AV1PART_ORT_LIB_DEFAULT").filter(|s| !s.is_empty()).map(PathBuf::from)
+    option_env!("AV1PART_ORT_LIB_DEFAULT")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Directory holding the av1part shared library (or executable, when linked
@@ -64,7 +73,11 @@ fn own_dir() -> Option<PathBuf> {
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
     let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_str().ok()?;
     let p = PathBuf::from(name);
-    let p = if p.is_absolute() { p } else { std::env::current_dir().ok()?.join(p) };
+    let p = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().ok()?.join(p)
+    };
     p.parent().map(Path::to_path_buf)
 }
 
@@ -106,7 +119,10 @@ fn probe(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::OrtLoad(format!("`{}`: {e}", path.display())))?;
     if !meta.is_file() {
-        return Err(Error::OrtLoad(format!("`{}` is not a file", path.display())));
+        return Err(Error::OrtLoad(format!(
+            "`{}` is not a file",
+            path.display()
+        )));
     }
     // SAFETY: loading a shared library runs its initialisers; this is the
     // documented way to bring in ONNX Runtime and the path was given to us
@@ -115,13 +131,20 @@ fn probe(path: &Path) -> Result<String> {
         .map_err(|e| Error::OrtLoad(format!("cannot load `{}`: {e}", path.display())))?;
     type GetApiBase = unsafe extern "C" fn() -> *const ort::sys::OrtApiBase;
     // SAFETY: the symbol, if present, has ONNX Runtime's documented signature.
-    let get_base: libloading::Symbol<GetApiBase> = unsafe { lib.get(b"OrtGetApiBase\0") }.map_err(|_| {
-        Error::OrtLoad(format!("`{}` does not export OrtGetApiBase; not ONNX Runtime", path.display()))
-    })?;
+    let get_base: libloading::Symbol<GetApiBase> =
+        unsafe { lib.get(b"OrtGetApiBase\0") }.map_err(|_| {
+            Error::OrtLoad(format!(
+                "`{}` does not export OrtGetApiBase; not ONNX Runtime",
+                path.display()
+            ))
+        })?;
     // SAFETY: OrtGetApiBase takes no arguments and returns a static pointer.
     let base = unsafe { get_base() };
     if base.is_null() {
-        return Err(Error::OrtLoad(format!("`{}`: OrtGetApiBase returned NULL", path.display())));
+        return Err(Error::OrtLoad(format!(
+            "`{}`: OrtGetApiBase returned NULL",
+            path.display()
+        )));
     }
     // SAFETY: `base` is non-null and points to ONNX Runtime's static OrtApiBase.
     let version_ptr = unsafe { ((*base).GetVersionString)() };
@@ -129,7 +152,9 @@ fn probe(path: &Path) -> Result<String> {
         String::from("?")
     } else {
         // SAFETY: GetVersionString returns a static NUL-terminated string.
-        unsafe { CStr::from_ptr(version_ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(version_ptr) }
+            .to_string_lossy()
+            .into_owned()
     };
     // SAFETY: as above; GetApi returns NULL for unsupported versions.
     let api = unsafe { ((*base).GetApi)(ort::sys::ORT_API_VERSION) };
@@ -149,12 +174,22 @@ fn probe(path: &Path) -> Result<String> {
 
 /// Routes ONNX Runtime's own log messages to `tracing`.
 fn ort_logger() -> ort::logging::LoggerFunction {
-    Arc::new(|level: LogLevel, category: &str, _id: &str, location: &str, message: &str| match level {
-        LogLevel::Fatal | LogLevel::Error => tracing::error!(target: "av1part::ort", %category, %location, "{message}"),
-        LogLevel::Warning => tracing::warn!(target: "av1part::ort", %category, %location, "{message}"),
-        LogLevel::Info => tracing::debug!(target: "av1part::ort", %category, %location, "{message}"),
-        LogLevel::Verbose => tracing::trace!(target: "av1part::ort", %category, %location, "{message}"),
-    })
+    Arc::new(
+        |level: LogLevel, category: &str, _id: &str, location: &str, message: &str| match level {
+            LogLevel::Fatal | LogLevel::Error => {
+                tracing::error!(target: "av1part::ort", %category, %location, "{message}")
+            }
+            LogLevel::Warning => {
+                tracing::warn!(target: "av1part::ort", %category, %location, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::debug!(target: "av1part::ort", %category, %location, "{message}")
+            }
+            LogLevel::Verbose => {
+                tracing::trace!(target: "av1part::ort", %category, %location, "{message}")
+            }
+        },
+    )
 }
 
 /// The process's runtime, loading it on first use from `explicit` (or the
@@ -164,10 +199,15 @@ pub(crate) fn get(explicit: Option<&Path>) -> Result<Arc<Runtime>> {
     let requested = resolve_library(explicit)?;
     let canonical = std::fs::canonicalize(&requested)
         .map_err(|e| Error::OrtLoad(format!("`{}`: {e}", requested.display())))?;
-    let mut guard = RUNTIME.lock().map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
+    let mut guard = RUNTIME
+        .lock()
+        .map_err(|_| Error::Internal("runtime lock poisoned".into()))?;
     if let Some(rt) = guard.as_ref() {
         if rt.path != canonical {
-            return Err(Error::OrtConflict { loaded: rt.path.clone(), requested: canonical });
+            return Err(Error::OrtConflict {
+                loaded: rt.path.clone(),
+                requested: canonical,
+            });
         }
         return Ok(Arc::clone(rt));
     }
@@ -182,7 +222,11 @@ pub(crate) fn get(explicit: Option<&Path>) -> Result<Arc<Runtime>> {
         .map_err(|e| Error::OrtLoad(format!("creating the ONNX Runtime environment: {e}")))?;
     env.set_log_level(LogLevel::Warning);
     tracing::info!(path = %canonical.display(), %version, "loaded ONNX Runtime");
-    let rt = Arc::new(Runtime { path: canonical, version, env });
+    let rt = Arc::new(Runtime {
+        path: canonical,
+        version,
+        env,
+    });
     *guard = Some(Arc::clone(&rt));
     Ok(rt)
 }

@@ -41,7 +41,11 @@ pub(crate) struct SessionSettings {
 
 /// Builds one session. Errors are returned as text; the caller decides
 /// whether they are a model-load or a provider problem.
-fn build_session(rt: &Runtime, path: &Path, s: &SessionSettings) -> std::result::Result<Session, String> {
+fn build_session(
+    rt: &Runtime,
+    path: &Path,
+    s: &SessionSettings,
+) -> std::result::Result<Session, String> {
     let mut b = Session::builder(&rt.env)
         .map_err(|e| e.to_string())?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -61,7 +65,9 @@ fn build_session(rt: &Runtime, path: &Path, s: &SessionSettings) -> std::result:
             .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Heuristic)
             .build()
             .error_on_failure();
-        b = b.with_execution_providers([cuda]).map_err(|e| e.to_string())?;
+        b = b
+            .with_execution_providers([cuda])
+            .map_err(|e| e.to_string())?;
     }
     b.commit_from_file(path).map_err(|e| e.to_string())
 }
@@ -79,18 +85,29 @@ fn check_io(
         let (elem, shape) = match ty {
             ValueType::Tensor { ty, shape, .. } => (*ty, shape),
             other => {
-                return Err(Error::model(file, field, format!("`{}` is not a tensor but {other:?}", decl.name)))
+                return Err(Error::model(
+                    file,
+                    field,
+                    format!("`{}` is not a tensor but {other:?}", decl.name),
+                ))
             }
         };
         if elem != TensorElementType::Float32 {
-            return Err(Error::model(file, field, format!("`{}` is {elem:?}, not float32", decl.name)));
+            return Err(Error::model(
+                file,
+                field,
+                format!("`{}` is {elem:?}, not float32", decl.name),
+            ));
         }
         let dims: &[i64] = shape;
         if dims.len() != decl.shape.len() || dims.iter().zip(&decl.shape).any(|(a, b)| a != b) {
             return Err(Error::model(
                 file,
                 field,
-                format!("`{}` has shape {dims:?} in the ONNX file, the manifest says {:?}", decl.name, decl.shape),
+                format!(
+                    "`{}` has shape {dims:?} in the ONNX file, the manifest says {:?}",
+                    decl.name, decl.shape
+                ),
             ));
         }
         Ok(())
@@ -101,26 +118,54 @@ fn check_io(
         return Err(Error::model(
             file,
             format!("{field}.inputs"),
-            format!("the ONNX file has {} inputs {names:?}, the manifest lists {}", sin.len(), inputs.len()),
+            format!(
+                "the ONNX file has {} inputs {names:?}, the manifest lists {}",
+                sin.len(),
+                inputs.len()
+            ),
         ));
     }
     let mut order = Vec::new();
     for outlet in sin {
-        let (decl, src) = inputs.iter().find(|(d, _)| d.name == outlet.name()).ok_or_else(|| {
-            Error::model(file, format!("{field}.inputs"), format!("ONNX input `{}` is not in the manifest", outlet.name()))
-        })?;
-        check_tensor(file, &format!("{field}.inputs.{}", decl.name), decl, outlet.dtype())?;
+        let (decl, src) = inputs
+            .iter()
+            .find(|(d, _)| d.name == outlet.name())
+            .ok_or_else(|| {
+                Error::model(
+                    file,
+                    format!("{field}.inputs"),
+                    format!("ONNX input `{}` is not in the manifest", outlet.name()),
+                )
+            })?;
+        check_tensor(
+            file,
+            &format!("{field}.inputs.{}", decl.name),
+            decl,
+            outlet.dtype(),
+        )?;
         order.push(*src);
     }
-    let out_idx = session.outputs().iter().position(|o| o.name() == output.name).ok_or_else(|| {
-        let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        Error::model(
-            file,
-            format!("{field}.output.name"),
-            format!("the ONNX file has no output `{}` (outputs: {names:?})", output.name),
-        )
-    })?;
-    check_tensor(file, &format!("{field}.output"), output, session.outputs()[out_idx].dtype())?;
+    let out_idx = session
+        .outputs()
+        .iter()
+        .position(|o| o.name() == output.name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+            Error::model(
+                file,
+                format!("{field}.output.name"),
+                format!(
+                    "the ONNX file has no output `{}` (outputs: {names:?})",
+                    output.name
+                ),
+            )
+        })?;
+    check_tensor(
+        file,
+        &format!("{field}.output"),
+        output,
+        session.outputs()[out_idx].dtype(),
+    )?;
     Ok((order, out_idx))
 }
 
@@ -157,7 +202,11 @@ fn load_model(
         Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
     })?;
     let (sources, _) = check_io(file, field, &session, inputs, output)?;
-    Ok(Model { session, sources, output: output.name.clone() })
+    Ok(Model {
+        session,
+        sources,
+        output: output.name.clone(),
+    })
 }
 
 impl Models {
@@ -178,7 +227,15 @@ impl Models {
         };
         let mut stages = Vec::with_capacity(bundle.stages.len());
         for (i, st) in bundle.stages.iter().enumerate() {
-            stages.push(load_model(rt, bundle, &st.file, &format!("stages[{i}]"), &st.inputs, &st.output, s)?);
+            stages.push(load_model(
+                rt,
+                bundle,
+                &st.file,
+                &format!("stages[{i}]"),
+                &st.inputs,
+                &st.output,
+                s,
+            )?);
         }
         Ok(Models { trunk, stages })
     }
@@ -195,7 +252,7 @@ pub(crate) struct Worker {
 type Factory = Box<dyn Fn() -> Result<Worker> + Send + Sync>;
 
 struct PoolState {
-    free: Vec<Box<Worker>>,
+    free: Vec<Worker>,
     created: usize,
     max: usize,
 }
@@ -210,7 +267,7 @@ pub(crate) struct Pool {
 /// A checked-out worker; returns to the pool on drop (also on unwind).
 pub(crate) struct WorkerGuard<'a> {
     pool: &'a Pool,
-    worker: Option<Box<Worker>>,
+    worker: Option<Worker>,
 }
 
 impl Deref for WorkerGuard<'_> {
@@ -252,7 +309,11 @@ impl Pool {
     /// `factory`.
     pub(crate) fn new(first: Worker, max: usize, factory: Factory) -> Pool {
         Pool {
-            state: Mutex::new(PoolState { free: vec![Box::new(first)], created: 1, max: max.max(1) }),
+            state: Mutex::new(PoolState {
+                free: vec![first],
+                created: 1,
+                max: max.max(1),
+            }),
             available: Condvar::new(),
             factory,
         }
@@ -270,7 +331,10 @@ impl Pool {
         let mut st = self.state.lock().map_err(poisoned)?;
         loop {
             if let Some(w) = st.free.pop() {
-                return Ok(WorkerGuard { pool: self, worker: Some(w) });
+                return Ok(WorkerGuard {
+                    pool: self,
+                    worker: Some(w),
+                });
             }
             if st.created < st.max {
                 st.created += 1;
@@ -278,10 +342,15 @@ impl Pool {
                 match (self.factory)() {
                     Ok(w) => {
                         tracing::debug!("av1part: created an extra inference worker");
-                        return Ok(WorkerGuard { pool: self, worker: Some(Box::new(w)) });
+                        return Ok(WorkerGuard {
+                            pool: self,
+                            worker: Some(w),
+                        });
                     }
                     Err(e) => {
-                        tracing::warn!("av1part: could not create an extra worker ({e}); not growing further");
+                        tracing::warn!(
+                            "av1part: could not create an extra worker ({e}); not growing further"
+                        );
                         st = self.state.lock().map_err(poisoned)?;
                         st.created -= 1;
                         st.max = st.created;

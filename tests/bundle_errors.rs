@@ -23,13 +23,22 @@ fn manifest(dir: &Path) -> Value {
 }
 
 fn write_manifest(dir: &Path, m: &Value) {
-    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(m).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string_pretty(m).unwrap(),
+    )
+    .unwrap();
 }
 
 fn sha(path: &Path) -> String {
     use std::process::Command;
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Loads and expects a ModelLoad error whose message contains every needle.
@@ -59,7 +68,10 @@ fn intact_copy_loads() {
 
 #[test]
 fn missing_bundle_dir() {
-    expect_model_error(Path::new("/nonexistent/av1part-bundle"), &["manifest.json", "cannot read"]);
+    expect_model_error(
+        Path::new("/nonexistent/av1part-bundle"),
+        &["manifest.json", "cannot read"],
+    );
 }
 
 #[test]
@@ -71,7 +83,10 @@ fn bad_json() {
 
 #[test]
 fn missing_field() {
-    edit(|m| drop(m.as_object_mut().unwrap().remove("stages")), &["manifest.json", "stages"]);
+    edit(
+        |m| drop(m.as_object_mut().unwrap().remove("stages")),
+        &["manifest.json", "stages"],
+    );
 }
 
 #[test]
@@ -84,7 +99,10 @@ fn wrong_hash() {
 
 #[test]
 fn malformed_hash() {
-    edit(|m| m["trunk"]["sha256"] = Value::from("xyz"), &["manifest.json", "trunk.sha256"]);
+    edit(
+        |m| m["trunk"]["sha256"] = Value::from("xyz"),
+        &["manifest.json", "trunk.sha256"],
+    );
 }
 
 #[test]
@@ -108,7 +126,10 @@ fn corrupt_data_file() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&p, bytes).unwrap();
-    expect_model_error(d.path(), &["backbone.data", "data_files[0].sha256", "mismatch"]);
+    expect_model_error(
+        d.path(),
+        &["backbone.data", "data_files[0].sha256", "mismatch"],
+    );
 }
 
 #[test]
@@ -125,28 +146,47 @@ fn corrupt_onnx_with_matching_hash() {
 
 #[test]
 fn path_traversal_file_name() {
-    edit(|m| m["stages"][0]["file"] = Value::from("../stage1.onnx"), &["stages[0].file"]);
+    edit(
+        |m| m["stages"][0]["file"] = Value::from("../stage1.onnx"),
+        &["stages[0].file"],
+    );
 }
 
 #[test]
 fn schema_version_unknown() {
-    edit(|m| m["schema_version"] = Value::from(2), &["schema_version"]);
+    edit(
+        |m| m["schema_version"] = Value::from(2),
+        &["schema_version"],
+    );
 }
 
 #[test]
 fn unknown_channel() {
-    edit(|m| m["input"]["channels"][1] = Value::from("w"), &["input.channels[1]", "unknown channel"]);
+    edit(
+        |m| m["input"]["channels"][1] = Value::from("w"),
+        &["input.channels[1]", "unknown channel"],
+    );
 }
 
 #[test]
 fn unknown_side_feature() {
-    edit(|m| m["input"]["side_features"][0] = Value::from("qp"), &["input.side_features[0]"]);
+    edit(
+        |m| m["input"]["side_features"][0] = Value::from("qp"),
+        &["input.side_features[0]"],
+    );
 }
 
 #[test]
 fn normalization_length() {
     edit(
-        |m| drop(m["input"]["normalization"]["std"].as_array_mut().unwrap().pop()),
+        |m| {
+            drop(
+                m["input"]["normalization"]["std"]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop(),
+            )
+        },
         &["input.normalization.std"],
     );
 }
@@ -190,17 +230,26 @@ fn stage_reached_twice() {
 
 #[test]
 fn prior_not_summing_to_one() {
-    edit(|m| m["stages"][0]["prior"] = serde_json::json!([0.5, 0.6]), &["stages[0].prior"]);
+    edit(
+        |m| m["stages"][0]["prior"] = serde_json::json!([0.5, 0.6]),
+        &["stages[0].prior"],
+    );
 }
 
 #[test]
 fn output_shape_vs_classes() {
-    edit(|m| m["stages"][1]["output"]["shape"] = serde_json::json!([-1, 4]), &["stages[1].output.shape"]);
+    edit(
+        |m| m["stages"][1]["output"]["shape"] = serde_json::json!([-1, 4]),
+        &["stages[1].output.shape"],
+    );
 }
 
 #[test]
 fn input_shape_vs_block_tensor() {
-    edit(|m| m["trunk"]["input"]["shape"] = serde_json::json!([-1, 3, 16, 16]), &["trunk.input.shape"]);
+    edit(
+        |m| m["trunk"]["input"]["shape"] = serde_json::json!([-1, 3, 16, 16]),
+        &["trunk.input.shape"],
+    );
 }
 
 #[test]
@@ -214,7 +263,10 @@ fn onnx_input_name_mismatch() {
 
 #[test]
 fn onnx_output_name_mismatch() {
-    edit(|m| m["stages"][2]["output"]["name"] = Value::from("logits"), &["stage3_rect.onnx", "output.name"]);
+    edit(
+        |m| m["stages"][2]["output"]["name"] = Value::from("logits"),
+        &["stage3_rect.onnx", "output.name"],
+    );
 }
 
 #[test]
@@ -247,10 +299,16 @@ fn side_source_without_features() {
 
 #[test]
 fn skip_below_out_of_range() {
-    edit(|m| m["cascade"]["skip_below"] = Value::from(1.5), &["cascade.skip_below"]);
+    edit(
+        |m| m["cascade"]["skip_below"] = Value::from(1.5),
+        &["cascade.skip_below"],
+    );
 }
 
 #[test]
 fn unknown_root() {
-    edit(|m| m["cascade"]["root"] = Value::from("nope"), &["cascade.root"]);
+    edit(
+        |m| m["cascade"]["root"] = Value::from("nope"),
+        &["cascade.root"],
+    );
 }

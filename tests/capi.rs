@@ -12,7 +12,9 @@ use av1part::{Prediction, Status};
 
 fn last_error() -> String {
     // SAFETY: av1part_last_error never returns NULL.
-    unsafe { CStr::from_ptr(av1part_last_error()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(av1part_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn cstr(p: *const std::ffi::c_char) -> Option<String> {
@@ -54,7 +56,12 @@ struct Planes {
 
 fn planes(bd: u32, seed: u64) -> Planes {
     let mut r = common::Rng(seed);
-    Planes { y: r.vec(256, bd), u: r.vec(64, bd), v: r.vec(64, bd), p: r.vec(256, bd) }
+    Planes {
+        y: r.vec(256, bd),
+        u: r.vec(64, bd),
+        v: r.vec(64, bd),
+        p: r.vec(256, bd),
+    }
 }
 
 fn cblock(p: &Planes, bd: i32) -> Av1partBlock {
@@ -76,8 +83,10 @@ fn cblock(p: &Planes, bd: i32) -> Av1partBlock {
 }
 
 fn predict(ctx: &Ctx, b: &Av1partBlock) -> (Status, Prediction) {
-    let mut out = Prediction::default();
-    out.partition = 77;
+    let mut out = Prediction {
+        partition: 77,
+        ..Prediction::default()
+    };
     let st = unsafe { av1part_predict_block(ctx.0, b, &mut out) };
     (st, out)
 }
@@ -97,16 +106,31 @@ fn versions_and_strings() {
     assert!(v.starts_with(env!("CARGO_PKG_VERSION")), "{v}");
     assert!(v.contains('(') && v.ends_with(')'));
     assert_eq!(av1part_abi_version(), AV1PART_ABI_VERSION);
-    assert_eq!(AV1PART_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
-    assert_eq!(AV1PART_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
-    assert_eq!(AV1PART_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+    assert_eq!(
+        AV1PART_VERSION_MAJOR.to_string(),
+        env!("CARGO_PKG_VERSION_MAJOR")
+    );
+    assert_eq!(
+        AV1PART_VERSION_MINOR.to_string(),
+        env!("CARGO_PKG_VERSION_MINOR")
+    );
+    assert_eq!(
+        AV1PART_VERSION_PATCH.to_string(),
+        env!("CARGO_PKG_VERSION_PATCH")
+    );
     for code in -8..=0 {
         let s = cstr(av1part_status_string(code)).unwrap();
         assert!(!s.is_empty() && s != "unknown status", "{code}: {s}");
     }
-    assert_eq!(cstr(av1part_status_string(Status::Ok as i32)).unwrap(), "ok");
+    assert_eq!(
+        cstr(av1part_status_string(Status::Ok as i32)).unwrap(),
+        "ok"
+    );
     assert_eq!(cstr(av1part_status_string(5)).unwrap(), "unknown status");
-    assert_eq!(cstr(av1part_status_string(i32::MIN)).unwrap(), "unknown status");
+    assert_eq!(
+        cstr(av1part_status_string(i32::MIN)).unwrap(),
+        "unknown status"
+    );
     assert_eq!(cstr(av1part_partition_name(0)).unwrap(), "NONE");
     assert_eq!(cstr(av1part_partition_name(9)).unwrap(), "VERT_4");
     assert!(av1part_partition_name(10).is_null());
@@ -147,7 +171,10 @@ fn frame_block_count() {
 fn context_new_rejects_bad_arguments() {
     let mut ctx = 1usize as *mut Av1partContext;
     // NULL cfg: status, and *out cleared.
-    assert_eq!(unsafe { av1part_context_new(ptr::null(), &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(ptr::null(), &mut ctx) },
+        Status::InvalidArgument
+    );
     assert!(ctx.is_null());
     assert!(last_error().contains("cfg is NULL"));
     let mut cfg = std::mem::MaybeUninit::<Av1partConfig>::uninit();
@@ -158,27 +185,48 @@ fn context_new_rejects_bad_arguments() {
     assert_eq!(cfg.skip_below, -1.0);
     assert_eq!(cfg.execution_provider, Av1partProvider::Auto as i32);
     // NULL out.
-    assert_eq!(unsafe { av1part_context_new(&cfg, ptr::null_mut()) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, ptr::null_mut()) },
+        Status::InvalidArgument
+    );
     // NULL model_dir.
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("model_dir"));
     let d = CString::new(common::tiny().to_str().unwrap()).unwrap();
     cfg.model_dir = d.as_ptr();
     cfg.execution_provider = 7;
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("execution_provider"));
     cfg.execution_provider = 1;
     cfg.skip_below = 1.5;
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
     cfg.skip_below = f64::NAN;
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
     cfg.skip_below = -1.0;
     cfg.intra_op_threads = -2;
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
     cfg.intra_op_threads = 0;
     let bad = CString::new("/nonexistent/bundle").unwrap();
     cfg.model_dir = bad.as_ptr();
-    assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx) }, Status::ModelLoad);
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::ModelLoad
+    );
     assert!(last_error().contains("manifest.json"));
     assert!(ctx.is_null());
     // Free is NULL-safe both ways.
@@ -191,15 +239,27 @@ fn context_new_rejects_bad_arguments() {
 fn accessors() {
     let ctx = new_ctx(&common::tiny());
     unsafe {
-        assert_eq!(av1part_context_execution_provider(ctx.0), Av1partProvider::Cpu);
+        assert_eq!(
+            av1part_context_execution_provider(ctx.0),
+            Av1partProvider::Cpu
+        );
         assert_eq!(cstr(av1part_context_provider_note(ctx.0)).unwrap(), "");
-        assert_eq!(cstr(av1part_context_bundle_name(ctx.0)).unwrap(), "test-tiny");
+        assert_eq!(
+            cstr(av1part_context_bundle_name(ctx.0)).unwrap(),
+            "test-tiny"
+        );
         assert_eq!(av1part_context_stage_count(ctx.0), 4);
-        assert_eq!(cstr(av1part_context_stage_name(ctx.0, 0)).unwrap(), "stage1");
+        assert_eq!(
+            cstr(av1part_context_stage_name(ctx.0, 0)).unwrap(),
+            "stage1"
+        );
         assert!(av1part_context_stage_name(ctx.0, 4).is_null());
         assert_eq!(av1part_context_stage_class_count(ctx.0, 1), 3);
         assert_eq!(av1part_context_stage_class_count(ctx.0, 9), 0);
-        assert_eq!(cstr(av1part_context_stage_class_name(ctx.0, 1, 2)).unwrap(), "AB");
+        assert_eq!(
+            cstr(av1part_context_stage_class_name(ctx.0, 1, 2)).unwrap(),
+            "AB"
+        );
         assert!(av1part_context_stage_class_name(ctx.0, 1, 3).is_null());
         assert_eq!(av1part_context_stage_class_target(ctx.0, 0, 0), 0); // NONE leaf
         assert_eq!(av1part_context_stage_class_target(ctx.0, 0, 1), -1 - 1); // -> stage2 (index 1)
@@ -207,8 +267,14 @@ fn accessors() {
         assert_eq!(av1part_context_skip_below(ctx.0), 0.0);
         assert_eq!(av1part_context_uses_prev_frame(ctx.0), 1);
         // NULL context.
-        assert_eq!(av1part_context_execution_provider(ptr::null()), Av1partProvider::Auto);
-        assert_eq!(cstr(av1part_context_provider_note(ptr::null())).unwrap(), "");
+        assert_eq!(
+            av1part_context_execution_provider(ptr::null()),
+            Av1partProvider::Auto
+        );
+        assert_eq!(
+            cstr(av1part_context_provider_note(ptr::null())).unwrap(),
+            ""
+        );
         assert!(av1part_context_bundle_name(ptr::null()).is_null());
         assert_eq!(av1part_context_stage_count(ptr::null()), 0);
         assert_eq!(av1part_context_skip_below(ptr::null()), -1.0);
@@ -237,7 +303,10 @@ fn auto_provider_without_gpu_falls_back_with_a_note() {
         // Strict mode fails instead.
         cfg.require_provider = 1;
         let mut ctx2 = ptr::null_mut();
-        assert_eq!(unsafe { av1part_context_new(&cfg, &mut ctx2) }, Status::ProviderUnavailable);
+        assert_eq!(
+            unsafe { av1part_context_new(&cfg, &mut ctx2) },
+            Status::ProviderUnavailable
+        );
         assert!(ctx2.is_null());
         assert!(last_error().contains("CUDA"));
     } else {
@@ -257,11 +326,20 @@ fn predict_block_bad_input() {
 
     // NULL context / block / output.
     let mut out = Prediction::default();
-    assert_eq!(unsafe { av1part_predict_block(ptr::null(), &good, &mut out) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_block(ptr::null(), &good, &mut out) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("ctx is NULL"));
     assert_eq!(out.partition, -1);
-    assert_eq!(unsafe { av1part_predict_block(ctx.0, ptr::null(), &mut out) }, Status::InvalidArgument);
-    assert_eq!(unsafe { av1part_predict_block(ctx.0, &good, ptr::null_mut()) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_block(ctx.0, ptr::null(), &mut out) },
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        unsafe { av1part_predict_block(ctx.0, &good, ptr::null_mut()) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("out is NULL"));
 
     let mut b = good;
@@ -337,12 +415,18 @@ fn predict_blocks_n_zero_and_bad_index() {
     let p = planes(8, 1);
     let good = cblock(&p, 8);
     let mut out = [Prediction::default(); 3];
-    assert_eq!(unsafe { av1part_predict_blocks(ctx.0, &good, 0, out.as_mut_ptr()) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_blocks(ctx.0, &good, 0, out.as_mut_ptr()) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("n is 0"));
     let mut bad = good;
     bad.bit_depth = 9;
     let blocks = [good, good, bad];
-    assert_eq!(unsafe { av1part_predict_blocks(ctx.0, blocks.as_ptr(), 3, out.as_mut_ptr()) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_blocks(ctx.0, blocks.as_ptr(), 3, out.as_mut_ptr()) },
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("block 2"), "{}", last_error());
     assert!(out.iter().all(|o| o.partition == -1));
     assert_eq!(
@@ -350,7 +434,10 @@ fn predict_blocks_n_zero_and_bad_index() {
         Status::InvalidArgument
     );
     let blocks = [good, good, good];
-    assert_eq!(unsafe { av1part_predict_blocks(ctx.0, blocks.as_ptr(), 3, out.as_mut_ptr()) }, Status::Ok);
+    assert_eq!(
+        unsafe { av1part_predict_blocks(ctx.0, blocks.as_ptr(), 3, out.as_mut_ptr()) },
+        Status::Ok
+    );
     assert!(out.iter().all(|o| (0..10).contains(&o.partition)));
 }
 
@@ -390,7 +477,12 @@ fn strided_block_equals_packed_block() {
         }
         out
     };
-    let (y, u, v, pp) = (widen(&p.y, 16, 40), widen(&p.u, 8, 21), widen(&p.v, 8, 8), widen(&p.p, 16, 17));
+    let (y, u, v, pp) = (
+        widen(&p.y, 16, 40),
+        widen(&p.u, 8, 21),
+        widen(&p.v, 8, 8),
+        widen(&p.p, 16, 17),
+    );
     let mut b = cblock(&p, 12);
     b.y = y.as_ptr().cast();
     b.y_stride = 40;
@@ -423,7 +515,14 @@ struct TestFrame {
 
 fn test_frame(w: usize, h: usize, bd: u32, seed: u64) -> TestFrame {
     let mut r = common::Rng(seed);
-    TestFrame { w, h, y: r.vec(w * h, bd), u: r.vec(w * h / 4, bd), v: r.vec(w * h / 4, bd), p: r.vec(w * h, bd) }
+    TestFrame {
+        w,
+        h,
+        y: r.vec(w * h, bd),
+        u: r.vec(w * h / 4, bd),
+        v: r.vec(w * h / 4, bd),
+        p: r.vec(w * h, bd),
+    }
 }
 
 fn cframe(f: &TestFrame, bd: i32, with_prev: bool) -> Av1partFrame {
@@ -431,7 +530,11 @@ fn cframe(f: &TestFrame, bd: i32, with_prev: bool) -> Av1partFrame {
         y: f.y.as_ptr().cast(),
         u: f.u.as_ptr().cast(),
         v: f.v.as_ptr().cast(),
-        prev_y: if with_prev { f.p.as_ptr().cast() } else { ptr::null() },
+        prev_y: if with_prev {
+            f.p.as_ptr().cast()
+        } else {
+            ptr::null()
+        },
         y_stride: f.w as isize,
         u_stride: (f.w / 2) as isize,
         v_stride: (f.w / 2) as isize,
@@ -473,14 +576,19 @@ fn predict_frame_matches_blocks_with_edge_replication() {
     assert_eq!(n, 15);
     let mut out = vec![Prediction::default(); n + 2];
     out[n].partition = 55; // beyond the count: untouched
-    let st = unsafe { av1part_predict_frame(ctx.0, &cframe(&f, 10, true), out.as_mut_ptr(), out.len()) };
+    let st =
+        unsafe { av1part_predict_frame(ctx.0, &cframe(&f, 10, true), out.as_mut_ptr(), out.len()) };
     assert_eq!(st, Status::Ok, "{}", last_error());
     assert_eq!(out[n].partition, 55);
     for by in 0..3 {
         for bx in 0..5 {
             let i = by * 5 + bx;
             let partial = bx == 4 || by == 2;
-            assert_eq!(out[i].flags & av1part::PREDICTION_FLAG_PARTIAL != 0, partial, "block {i}");
+            assert_eq!(
+                out[i].flags & av1part::PREDICTION_FLAG_PARTIAL != 0,
+                partial,
+                "block {i}"
+            );
             let planes = extract(&f, bx, by);
             let mut b = cblock(&planes, 10);
             b.base_qindex = 180;
@@ -491,7 +599,10 @@ fn predict_frame_matches_blocks_with_edge_replication() {
             for (a, c) in single.probabilities.iter().zip(&out[i].probabilities) {
                 assert!((a - c).abs() <= 1e-6, "block {i}: {a} vs {c}");
             }
-            assert_eq!(single.flags | (out[i].flags & av1part::PREDICTION_FLAG_PARTIAL), out[i].flags);
+            assert_eq!(
+                single.flags | (out[i].flags & av1part::PREDICTION_FLAG_PARTIAL),
+                out[i].flags
+            );
         }
     }
 }
@@ -515,9 +626,18 @@ fn predict_frame_bad_input() {
     }
     assert_eq!(run(&good, &mut out, 3), Status::InvalidArgument);
     assert!(last_error().contains("out_capacity"));
-    assert_eq!(unsafe { av1part_predict_frame(ctx.0, &good, ptr::null_mut(), 4) }, Status::InvalidArgument);
-    assert_eq!(unsafe { av1part_predict_frame(ctx.0, ptr::null(), out.as_mut_ptr(), 4) }, Status::InvalidArgument);
-    assert_eq!(unsafe { av1part_predict_frame(ptr::null(), &good, out.as_mut_ptr(), 4) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_frame(ctx.0, &good, ptr::null_mut(), 4) },
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        unsafe { av1part_predict_frame(ctx.0, ptr::null(), out.as_mut_ptr(), 4) },
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        unsafe { av1part_predict_frame(ptr::null(), &good, out.as_mut_ptr(), 4) },
+        Status::InvalidArgument
+    );
     assert!(out.iter().all(|o| o.partition == -1));
     let mut fr = good;
     fr.u_stride = 15;
@@ -529,7 +649,10 @@ fn predict_frame_bad_input() {
     assert_eq!(run(&fr, &mut out, 4), Status::InvalidArgument);
     let mut g = test_frame(32, 32, 8, 3);
     g.v[40] = 300;
-    assert_eq!(run(&cframe(&g, 8, false), &mut out, 4), Status::InvalidArgument);
+    assert_eq!(
+        run(&cframe(&g, 8, false), &mut out, 4),
+        Status::InvalidArgument
+    );
     assert!(last_error().contains("exceeds 255"), "{}", last_error());
     let mut fr = good;
     fr.prev_y = f.p.as_ptr().cast();
@@ -542,7 +665,10 @@ fn predict_frame_bad_input() {
 fn last_error_is_per_thread() {
     let ctx = new_ctx(&common::tiny());
     let mut out = Prediction::default();
-    assert_eq!(unsafe { av1part_predict_block(ctx.0, ptr::null(), &mut out) }, Status::InvalidArgument);
+    assert_eq!(
+        unsafe { av1part_predict_block(ctx.0, ptr::null(), &mut out) },
+        Status::InvalidArgument
+    );
     let main_err = last_error();
     let other = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(other, "");

@@ -10,7 +10,8 @@ fn header_is_current() {
     let mut fresh = Vec::new();
     bindings.write(&mut fresh);
     let fresh = String::from_utf8(fresh).unwrap();
-    let committed = std::fs::read_to_string(root.join("include/av1part.h")).expect("include/av1part.h");
+    let committed =
+        std::fs::read_to_string(root.join("include/av1part.h")).expect("include/av1part.h");
     assert!(
         fresh == committed,
         "include/av1part.h is stale: run `cargo build` and commit the regenerated header"

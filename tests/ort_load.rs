@@ -40,10 +40,14 @@ fn ort_library_errors_then_load_then_conflict() {
     assert!(e.to_string().contains("cannot load"), "{e}");
 
     // 3. A real shared library that is not ONNX Runtime.
-    let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists());
     if let Some(libm) = libm {
         let e = with_lib(libm).unwrap_err();
         assert_eq!(e.status(), Status::OrtLoad, "{e}");

@@ -13,24 +13,37 @@ fn check(ctx: &Context, what: &str, got: &[Prediction], want: &[GResult]) -> usi
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         for (k, (a, b)) in g.probabilities.iter().zip(&w.probabilities).enumerate() {
-            assert!((*a as f64 - b).abs() <= TOL, "{what} block {i} prob[{k}]: rust {a} python {b}");
+            assert!(
+                (*a as f64 - b).abs() <= TOL,
+                "{what} block {i} prob[{k}]: rust {a} python {b}"
+            );
         }
         assert_eq!(g.partition, w.partition, "{what} block {i}: partition");
         let sum: f64 = g.probabilities.iter().map(|&p| p as f64).sum();
         assert!((sum - 1.0).abs() < 1e-5, "{what} block {i}: sum {sum}");
         for (name, stage) in &w.stages {
-            let s = ctx.stages().iter().position(|st| &st.name == name).expect("stage in bundle");
+            let s = ctx
+                .stages()
+                .iter()
+                .position(|st| &st.name == name)
+                .expect("stage in bundle");
             let ran = g.stages_run & (1 << s) != 0;
             match stage {
                 None => {
                     nulls += 1;
-                    assert!(!ran, "{what} block {i}: stage {name} ran, python skipped it");
+                    assert!(
+                        !ran,
+                        "{what} block {i}: stage {name} ran, python skipped it"
+                    );
                     assert!(g.stage_probabilities[s].iter().all(|&p| p == 0.0));
                 }
                 Some(p) => {
                     assert!(ran, "{what} block {i}: stage {name} did not run");
                     for (k, (a, b)) in g.stage_probabilities[s].iter().zip(p).enumerate() {
-                        assert!((*a as f64 - b).abs() <= TOL, "{what} block {i} {name}[{k}]: {a} vs {b}");
+                        assert!(
+                            (*a as f64 - b).abs() <= TOL,
+                            "{what} block {i} {name}[{k}]: {a} vs {b}"
+                        );
                     }
                 }
             }
@@ -49,7 +62,10 @@ fn golden_exact_mode_batched_and_single() {
     let mut out = vec![Prediction::default(); blocks.len()];
     ctx.predict_blocks(&blocks, &mut out).unwrap();
     check(&ctx, "batched", &out, &g.results);
-    let single: Vec<_> = blocks.iter().map(|b| ctx.predict_block(b).unwrap()).collect();
+    let single: Vec<_> = blocks
+        .iter()
+        .map(|b| ctx.predict_block(b).unwrap())
+        .collect();
     check(&ctx, "single", &single, &g.results);
 }
 
@@ -66,6 +82,8 @@ fn golden_skip_runs() {
         ctx.predict_blocks(&blocks, &mut out).unwrap();
         let nulls = check(&ctx, &format!("skip {skip}"), &out, results);
         assert_eq!(nulls, *skipped);
-        assert!(out.iter().any(|p| p.flags & av1part::PREDICTION_FLAG_SKIPPED != 0));
+        assert!(out
+            .iter()
+            .any(|p| p.flags & av1part::PREDICTION_FLAG_SKIPPED != 0));
     }
 }

@@ -21,7 +21,11 @@ fn batched_equals_single_within_1e6() {
         for (a, c) in single.probabilities.iter().zip(&batched[i].probabilities) {
             assert!((a - c).abs() <= 1e-6, "block {i}: {a} vs {c}");
         }
-        for (ra, rc) in single.stage_probabilities.iter().zip(&batched[i].stage_probabilities) {
+        for (ra, rc) in single
+            .stage_probabilities
+            .iter()
+            .zip(&batched[i].stage_probabilities)
+        {
             for (a, c) in ra.iter().zip(rc) {
                 assert!((a - c).abs() <= 1e-6, "block {i}: stage {a} vs {c}");
             }
@@ -77,7 +81,11 @@ fn multithreaded_results_are_bit_identical() {
             }
         }
     }
-    assert!(ctx.sessions_created() <= 3, "pool bounded: {}", ctx.sessions_created());
+    assert!(
+        ctx.sessions_created() <= 3,
+        "pool bounded: {}",
+        ctx.sessions_created()
+    );
     assert!(ctx.sessions_created() >= 2, "pool grew under contention");
 }
 

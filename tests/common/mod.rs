@@ -48,7 +48,10 @@ impl GBlock {
     /// A borrowed block (16-bit samples).
     pub fn block(&self) -> Block<'_> {
         fn p(s: &[u16], stride: usize) -> Plane<'_> {
-            Plane { samples: Samples::U16(s), stride }
+            Plane {
+                samples: Samples::U16(s),
+                stride,
+            }
         }
         Block {
             y: p(&self.y, 16),
@@ -58,14 +61,22 @@ impl GBlock {
             bit_depth: self.bit_depth,
             side: SideInfo {
                 base_qindex: self.qindex,
-                frame_type: if self.intra { FrameType::Key } else { FrameType::Inter },
+                frame_type: if self.intra {
+                    FrameType::Key
+                } else {
+                    FrameType::Inter
+                },
             },
         }
     }
 }
 
 fn u16s(v: &Value) -> Vec<u16> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("int") as u16).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("int") as u16)
+        .collect()
 }
 
 /// Expected result for one block.
@@ -79,14 +90,23 @@ pub struct GResult {
 
 fn result(v: &Value) -> GResult {
     GResult {
-        probabilities: v["probabilities"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+        probabilities: v["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect(),
         partition: v["partition"].as_i64().unwrap() as i32,
         stages: v["stages"]
             .as_object()
             .unwrap()
             .iter()
             .map(|(k, s)| {
-                (k.clone(), s.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect()))
+                (
+                    k.clone(),
+                    s.as_array()
+                        .map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect()),
+                )
             })
             .collect(),
     }
@@ -114,7 +134,11 @@ pub fn golden(dir: &Path) -> Golden {
                 y: u16s(&b["y"]),
                 u: u16s(&b["u"]),
                 v: u16s(&b["v"]),
-                prev_y: if b["prev_y"].is_null() { None } else { Some(u16s(&b["prev_y"])) },
+                prev_y: if b["prev_y"].is_null() {
+                    None
+                } else {
+                    Some(u16s(&b["prev_y"]))
+                },
                 qindex: b["qindex"].as_u64().unwrap() as u8,
                 intra: b["intra"].as_bool().unwrap(),
             })
@@ -129,7 +153,12 @@ pub fn golden(dir: &Path) -> Golden {
                         (
                             r["skip_below"].as_f64().unwrap(),
                             r["skipped_stage_runs"].as_u64().unwrap() as usize,
-                            r["results"].as_array().unwrap().iter().map(result).collect(),
+                            r["results"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(result)
+                                .collect(),
                         )
                     })
                     .collect()
@@ -166,7 +195,11 @@ pub fn random_blocks(n: usize, seed: u64) -> Vec<GBlock> {
                 y: r.vec(256, bd),
                 u: r.vec(64, bd),
                 v: r.vec(64, bd),
-                prev_y: if i % 2 == 0 { Some(r.vec(256, bd)) } else { None },
+                prev_y: if i % 2 == 0 {
+                    Some(r.vec(256, bd))
+                } else {
+                    None
+                },
                 qindex: (r.next() % 256) as u8,
                 intra: i % 4 < 2,
             }
