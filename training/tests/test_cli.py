@@ -1,0 +1,29 @@
+"""The command line end to end on a small synthetic dataset: train-all with the
+packaged smoke config (train, export, test metrics), evaluate, experiments."""
+import json
+
+from av1part_train.cli import main
+
+
+def test_cli_pipeline(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["make-synthetic-dataset", "--out", str(data), "--sequences", "4", "--blocks-per-shard", "200"]) == 0
+    quick = ["--set", "epochs=1", "--set", "max_steps_per_epoch=3", "--set", "progress=false", "--set", "threads=1",
+             "--set", "val_max_blocks=200", "--set", "validate_subset=64", "--set", "plots=false"]
+    assert main(["train-all", "--config", "smoke", "--data", str(data), "--out-root", str(tmp_path / "runs"),
+                 "--bundle", str(tmp_path / "bundle"), "--name", "smoke"] + quick) == 0
+    m = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert m["name"] == "smoke" and "test" in m["training"]["metrics"]
+    assert m["training"]["recipe"]["ensemble_members"]["stage3_ab"] == 2
+    assert main(["evaluate", "--bundle", str(tmp_path / "bundle"), "--data", str(data), "--skip-below", "0", "0.1",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert [e["skip_below"] for e in ev] == [0.0, 0.1]
+    # re-export from the run root gives the same ONNX files
+    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2")]) == 0
+    m2 = json.loads((tmp_path / "bundle2" / "manifest.json").read_text())
+    assert [s["sha256"] for s in m2["stages"]] == [s["sha256"] for s in m["stages"]]
+    assert main(["experiments", "--data", str(data), "--out", str(tmp_path / "exp"), "--budget", "tiny",
+                 "--epochs", "1", "--max-steps", "2", "--only", "conv_g4", "frozen_head", "--threads", "1"]) == 0
+    md = (tmp_path / "exp" / "results.md").read_text()
+    assert "| conv_g4 |" in md and "| frozen_head |" in md and "| stage1_base |" in md
