@@ -42,7 +42,7 @@ FORMAT_VERSION = 1
 
 # The default recipe: the training set the lead builds from the default content.
 # cpu-used 3 searches every 16x16 partition type (AB and 4-way are not searched at 16x16 from
-# cpu-used 5 up); four cq levels across the range; 96 frames of each clip in 4 segments of 24
+# cpu-used 5 up); four cq levels across the range; up to 250 frames of each clip in segments of 24
 # frames separated by 8-frame gaps (see DATASET.md for the leakage trade-off).
 DEFAULT_RECIPE = {
     "encoder": "aomenc",
@@ -50,7 +50,7 @@ DEFAULT_RECIPE = {
     "cpu_used": 3,
     "cq_levels": [20, 32, 44, 56],
     "bit_depth": 8,               # 8 or 10: the encoder input (and stored pixels) bit depth
-    "max_frames": 120,            # per input clip, from its first frame (null: all)
+    "max_frames": 250,            # per input clip, from its first frame (null: all)
     "segment_frames": 24,         # >0: cut each clip into segments of this many frames
     "segment_gap": 8,             # frames skipped between segments
     "passes": 2,
@@ -114,7 +114,6 @@ class Sequence:
 
 def _clip_name(path: Path, used: set) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "clip"
-    base = re.sub(r"-[0-9a-f]{12}$", "", base) if "converted" in path.parts else base
     name, k = base, 2
     while name in used:
         name, k = f"{base}-{k}", k + 1
@@ -285,7 +284,8 @@ def run_job(out: Path, recipe: dict, seq: Sequence, cq: int, progress: Progress)
         d.mkdir(parents=True, exist_ok=True)
     cmd = aomenc_command(recipe, cq, src_y4m, stream.with_name(stream.name + ".tmp"))
     t0 = time.time()
-    if not stream.exists():
+    reused = stream.exists()  # a finished stream of an interrupted run (renamed only when complete)
+    if not reused:
         run_aomenc(cmd, work / "logs" / f"{name}.aomenc.log", progress.add)
         os.replace(stream.with_name(stream.name + ".tmp"), stream)
     else:
@@ -300,6 +300,7 @@ def run_job(out: Path, recipe: dict, seq: Sequence, cq: int, progress: Progress)
                    "sha256": sha256_file(stream)},
         "encoder_command": [Path(cmd[0]).name] + cmd[1:-4] + ["--ivf", "-o", f"{name}.ivf", f"{seq.name}.y4m"],
         "encode_seconds": round(t1 - t0, 3), "extract_seconds": round(t2 - t1, 3),
+        "stream_reused": reused,
     }
     shard = write_shard(shard_dir, labels, src, cq, info, str(stream))
     labels_txt.unlink(missing_ok=True)
@@ -347,20 +348,27 @@ def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bo
           file=sys.stderr, flush=True)
     prog = Progress(sum(s.frames for s, _ in todo), progress)
     errors = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+    ex = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         futs = {ex.submit(run_job, out, recipe, s, cq, prog): (s, cq) for s, cq in todo}
         for fut in as_completed(futs):
             s, cq = futs[fut]
             try:
                 sh = fut.result()
                 prog.write(f"[done] {sh['name']}: {s.frames} frames, {sh['count']} nodes, "
-                           f"encode {sh['encode_seconds']:.1f} s, labels {sh['extract_seconds']:.1f} s")
+                           + ("stream reused" if sh.get("stream_reused") else f"encode {sh['encode_seconds']:.1f} s")
+                           + f", labels {sh['extract_seconds']:.1f} s")
             except DataError as e:
                 errors.append(str(e))
                 prog.write(f"[FAILED] {_job_name(s.name, cq)}: {e}")
             except Exception as e:  # keep the other jobs going; report at the end
                 errors.append(f"{_job_name(s.name, cq)}: {type(e).__name__}: {e}")
                 prog.write(f"[FAILED] {_job_name(s.name, cq)}: {type(e).__name__}: {e}")
+    except BaseException:  # Ctrl-C: start no new job; running ones end with their aomenc
+        ex.shutdown(wait=False, cancel_futures=True)
+        prog.close()
+        raise
+    ex.shutdown(wait=True)
     prog.close()
     if errors:
         raise DataError(f"{len(errors)} of {len(todo)} jobs failed (finished shards are kept; run "
@@ -393,7 +401,6 @@ def write_manifest(out: Path, recipe: dict, seqs: list[Sequence], splits: dict, 
             if sp:
                 per_split[sp] = [a + b for a, b in zip(per_split[sp], info["class_counts"])]
             total += info["count"]
-    sample = shards[0]["files"] if shards else {}
     cmd_example = json.loads((out / "shards" / shards[0]["name"] / "shard.json").read_text())["encoder_command"] if shards else []
     manifest = {
         "schema": "av1part-dataset",
@@ -412,6 +419,5 @@ def write_manifest(out: Path, recipe: dict, seqs: list[Sequence], splits: dict, 
         "total": total,
         "shards": shards,
     }
-    del sample
     write_json_atomic(out / "manifest.json", manifest)
     return manifest
