@@ -262,10 +262,16 @@ typedef struct Av1partConfig {
      */
     double skip_below;
     /**
+     * Threads `av1part_predict_frame()` may use, each with its own session
+     * (started and joined within the call); 0 (default) means
+     * `max_sessions`, 1 runs on the calling thread only.
+     */
+    int32_t frame_threads;
+    /**
      * Reserved for future fields; must be zero (`av1part_config_default()`
      * zeroes it).
      */
-    uint8_t reserved[64];
+    uint8_t reserved[60];
 } Av1partConfig;
 
 /**

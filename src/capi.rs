@@ -111,9 +111,13 @@ pub struct Av1partConfig {
     /// Cascade `skip_below` in [0, 1]; negative (default -1) keeps the
     /// bundle's value. 0 evaluates every stage for every block (exact mode).
     pub skip_below: f64,
+    /// Threads `av1part_predict_frame()` may use, each with its own session
+    /// (started and joined within the call); 0 (default) means
+    /// `max_sessions`, 1 runs on the calling thread only.
+    pub frame_threads: i32,
     /// Reserved for future fields; must be zero (`av1part_config_default()`
     /// zeroes it).
-    pub reserved: [u8; 64],
+    pub reserved: [u8; 60],
 }
 
 /// One 16×16 4:2:0 source block and its side information.
@@ -321,7 +325,7 @@ fn plane<'a>(
         // Av1partFrame); `len` is exactly the span they cover.
         1 => Samples::U8(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }),
         2 => {
-            if (ptr as usize) % std::mem::align_of::<u16>() != 0 {
+            if !ptr.cast::<u16>().is_aligned() {
                 return Err(Error::invalid(format!(
                     "{name} is not 2-byte aligned for 16-bit samples"
                 )));
@@ -418,7 +422,7 @@ fn out_slice<'a>(p: *mut Prediction, n: usize, name: &str) -> Result<&'a mut [Pr
     if n > isize::MAX as usize / std::mem::size_of::<Prediction>() {
         return Err(Error::invalid(format!("{name}: count {n} is too large")));
     }
-    if (p as usize) % std::mem::align_of::<Prediction>() != 0 {
+    if !p.is_aligned() {
         return Err(Error::invalid(format!("{name} is misaligned")));
     }
     // SAFETY: the caller provides `n` writable Av1partPrediction at `p`
@@ -530,7 +534,8 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
         intra_op_threads: 0,
         max_sessions: 0,
         skip_below: -1.0,
-        reserved: [0; 64],
+        frame_threads: 0,
+        reserved: [0; 60],
     };
     // SAFETY: non-NULL `cfg` points to caller-owned writable storage for an
     // Av1partConfig (documented); write() does not read the old value.
@@ -594,6 +599,7 @@ pub unsafe extern "C" fn av1part_context_new(
             } else {
                 Some(c.skip_below)
             },
+            frame_threads: nonneg(c.frame_threads, "frame_threads")?,
         };
         let ctx = Context::new(&config)?;
         let boxed = Box::new(Av1partContext {

@@ -1,7 +1,8 @@
 //! The context: a loaded bundle, its sessions, and the predict entry points.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::cascade::{self, Scratch, CHUNK};
 use crate::error::{Error, Result};
@@ -56,6 +57,10 @@ pub struct Config {
     pub max_sessions: usize,
     /// Override of the bundle's `cascade.skip_below` (in `[0, 1]`).
     pub skip_below: Option<f64>,
+    /// Threads [`Context::predict_frame`] may use (scoped to the call, each
+    /// with its own session); 0 means `max_sessions`, 1 the calling thread
+    /// only.
+    pub frame_threads: usize,
 }
 
 impl Default for Config {
@@ -69,6 +74,7 @@ impl Default for Config {
             intra_op_threads: 0,
             max_sessions: 0,
             skip_below: None,
+            frame_threads: 0,
         }
     }
 }
@@ -107,6 +113,7 @@ pub struct Context {
     provider_note: String,
     skip_below: f64,
     max_sessions: usize,
+    frame_threads: usize,
     stages: Vec<StageInfo>,
 }
 
@@ -235,6 +242,11 @@ impl Context {
             provider,
             provider_note,
             max_sessions,
+            frame_threads: if cfg.frame_threads == 0 {
+                max_sessions
+            } else {
+                cfg.frame_threads
+            },
             stages,
         })
     }
@@ -278,7 +290,8 @@ impl Context {
     /// Predicts every 16×16 block of a frame, raster order, into `out`,
     /// which must hold at least [`frame_block_count`] predictions. Blocks
     /// past the right/bottom edge replicate the last column/row and are
-    /// flagged [`crate::PREDICTION_FLAG_PARTIAL`]. Returns the count.
+    /// flagged [`crate::PREDICTION_FLAG_PARTIAL`]. Chunks of blocks run on
+    /// up to `frame_threads` threads. Returns the count.
     pub fn predict_frame(&self, frame: &Frame<'_>, out: &mut [Prediction]) -> Result<usize> {
         frame.validate()?;
         let count = frame_block_count(frame.width, frame.height);
@@ -290,20 +303,79 @@ impl Context {
                 frame.height
             )));
         }
-        let mut worker = self.pool.acquire()?;
-        let mut sources = Vec::with_capacity(count.min(CHUNK));
-        for (ci, oc) in out[..count].chunks_mut(CHUNK).enumerate() {
-            let start = ci * CHUNK;
-            sources.clear();
-            sources.extend((start..start + oc.len()).map(|i| BlockSource::from_frame(frame, i)));
-            self.run(&mut worker, &sources, oc).map_err(|e| match e {
-                Error::InvalidArgument(m) => {
-                    Error::InvalidArgument(format!("frame chunk at block {start}: {m}"))
-                }
-                other => other,
-            })?;
+        let mut chunks: Vec<(usize, &mut [Prediction])> = out[..count]
+            .chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(i, c)| (i * CHUNK, c))
+            .collect();
+        let threads = self
+            .frame_threads
+            .min(self.max_sessions)
+            .min(chunks.len())
+            .max(1);
+        let frame_err = |start: usize, e: Error| match e {
+            Error::InvalidArgument(m) => {
+                Error::InvalidArgument(format!("frame blocks from {start}: {m}"))
+            }
+            other => other,
+        };
+        if threads == 1 {
+            let mut worker = self.pool.acquire()?;
+            let mut sources = Vec::with_capacity(count.min(CHUNK));
+            for (start, oc) in chunks.iter_mut() {
+                sources.clear();
+                sources
+                    .extend((*start..*start + oc.len()).map(|i| BlockSource::from_frame(frame, i)));
+                self.run(&mut worker, &sources, oc)
+                    .map_err(|e| frame_err(*start, e))?;
+            }
+            return Ok(count);
         }
-        Ok(count)
+        // Chunks are handed out to scoped threads, each with its own worker.
+        // A chunk's result does not depend on which thread runs it.
+        let queue = Mutex::new(chunks.into_iter());
+        let failure: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let record = |start: usize, e: Error| {
+            stop.store(true, Ordering::Relaxed);
+            if let Ok(mut f) = failure.lock() {
+                if f.as_ref().is_none_or(|(s, _)| start < *s) {
+                    *f = Some((start, e));
+                }
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut worker = match self.pool.acquire() {
+                        Ok(w) => w,
+                        Err(e) => return record(0, e),
+                    };
+                    let mut sources = Vec::with_capacity(CHUNK);
+                    while !stop.load(Ordering::Relaxed) {
+                        let next = match queue.lock() {
+                            Ok(mut q) => q.next(),
+                            Err(_) => {
+                                return record(0, Error::Internal("frame queue poisoned".into()))
+                            }
+                        };
+                        let Some((start, oc)) = next else { break };
+                        sources.clear();
+                        sources.extend(
+                            (start..start + oc.len()).map(|i| BlockSource::from_frame(frame, i)),
+                        );
+                        if let Err(e) = self.run(&mut worker, &sources, oc) {
+                            record(start, frame_err(start, e));
+                        }
+                    }
+                });
+            }
+        });
+        match failure.into_inner() {
+            Ok(None) => Ok(count),
+            Ok(Some((_, e))) => Err(e),
+            Err(_) => Err(Error::Internal("frame failure lock poisoned".into())),
+        }
     }
 
     fn run(

@@ -145,7 +145,7 @@ pub struct Frame<'a> {
 /// Number of 16×16 blocks (predictions) for a `width × height` frame:
 /// `ceil(width/16) * ceil(height/16)`; 0 when a dimension is zero or odd.
 pub fn frame_block_count(width: usize, height: usize) -> usize {
-    if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return 0;
     }
     width.div_ceil(BLOCK).saturating_mul(height.div_ceil(BLOCK))
@@ -183,7 +183,7 @@ impl Frame<'_> {
                 self.width, self.height
             )));
         }
-        if self.width % 2 != 0 || self.height % 2 != 0 {
+        if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
             return Err(Error::invalid(format!(
                 "frame size {}×{} is odd; 4:2:0 needs even dimensions",
                 self.width, self.height

@@ -169,7 +169,7 @@ fn frame_block_count() {
 
 #[test]
 fn context_new_rejects_bad_arguments() {
-    let mut ctx = 1usize as *mut Av1partContext;
+    let mut ctx: *mut Av1partContext = ptr::dangling_mut();
     // NULL cfg: status, and *out cleared.
     assert_eq!(
         unsafe { av1part_context_new(ptr::null(), &mut ctx) },
@@ -673,4 +673,51 @@ fn last_error_is_per_thread() {
     let other = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(other, "");
     assert_eq!(last_error(), main_err);
+}
+
+#[test]
+fn predict_frame_threads_do_not_change_results() {
+    // 1080p-like width, several chunks of 256 blocks.
+    let f = test_frame(640, 360, 12, 99);
+    let n = av1part_frame_block_count(640, 360);
+    let run = |frame_threads: usize| {
+        let mut cfg = common::config(&common::tiny());
+        cfg.frame_threads = frame_threads;
+        cfg.max_sessions = 4;
+        let ctx = av1part::Context::new(&cfg).unwrap();
+        let fr = av1part::Frame {
+            width: 640,
+            height: 360,
+            y: av1part::Plane {
+                samples: av1part::Samples::U16(&f.y),
+                stride: 640,
+            },
+            u: av1part::Plane {
+                samples: av1part::Samples::U16(&f.u),
+                stride: 320,
+            },
+            v: av1part::Plane {
+                samples: av1part::Samples::U16(&f.v),
+                stride: 320,
+            },
+            prev_y: Some(av1part::Plane {
+                samples: av1part::Samples::U16(&f.p),
+                stride: 640,
+            }),
+            bit_depth: 12,
+            side: av1part::SideInfo {
+                base_qindex: 30,
+                frame_type: av1part::FrameType::Inter,
+            },
+        };
+        let mut out = vec![Prediction::default(); n];
+        assert_eq!(ctx.predict_frame(&fr, &mut out).unwrap(), n);
+        out
+    };
+    let one = run(1);
+    let many = run(4);
+    assert_eq!(one, many);
+    // Bottom row is partial (360 = 22.5 blocks).
+    assert!(one[n - 1].flags & av1part::PREDICTION_FLAG_PARTIAL != 0);
+    assert!(one[0].flags & av1part::PREDICTION_FLAG_PARTIAL == 0);
 }
