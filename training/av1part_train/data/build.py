@@ -247,16 +247,29 @@ def run_aomenc(cmd: list[str], log: Path, on_frames=None) -> None:
 
 # ----------------------------------------------------------------------------- the build --
 class Progress:
-    def __init__(self, total_frames: int, enabled: bool):
-        self.lock = threading.Lock()
-        self.bar = (tqdm(total=total_frames, unit="frame", desc="encoding", dynamic_ncols=True,
-                         file=sys.stderr, smoothing=0.05)
-                    if enabled and tqdm else None)
+    """One tqdm bar over all jobs, in megapixels encoded (frames x frame size), so that the ETA
+    weighs a 720p frame like 36 frames of 176x144; the postfix counts finished jobs."""
 
-    def add(self, n):
+    def __init__(self, total_mpx: float, jobs: int, enabled: bool):
+        self.lock = threading.Lock()
+        self.jobs, self.done = jobs, 0
+        self.bar = (tqdm(total=total_mpx, unit="Mpx", desc="encoding", dynamic_ncols=True,
+                         file=sys.stderr, smoothing=0.02, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} "
+                         "Mpx [{elapsed}<{remaining}{postfix}]")
+                    if enabled and tqdm else None)
+        if self.bar:
+            self.bar.set_postfix_str(f"jobs 0/{jobs}")
+
+    def add(self, frames: int, frame_px: int):
         if self.bar:
             with self.lock:
-                self.bar.update(n)
+                self.bar.update(frames * frame_px / 1e6)
+
+    def job_done(self):
+        with self.lock:
+            self.done += 1
+            if self.bar:
+                self.bar.set_postfix_str(f"jobs {self.done}/{self.jobs}")
 
     def write(self, msg):
         if self.bar:
@@ -286,10 +299,11 @@ def run_job(out: Path, recipe: dict, seq: Sequence, cq: int, progress: Progress)
     t0 = time.time()
     reused = stream.exists()  # a finished stream of an interrupted run (renamed only when complete)
     if not reused:
-        run_aomenc(cmd, work / "logs" / f"{name}.aomenc.log", progress.add)
+        run_aomenc(cmd, work / "logs" / f"{name}.aomenc.log",
+                   lambda n: progress.add(n, seq.width * seq.height))
         os.replace(stream.with_name(stream.name + ".tmp"), stream)
     else:
-        progress.add(seq.frames)
+        progress.add(seq.frames, seq.width * seq.height)
     t1 = time.time()
     labels = extract_labels(str(stream), str(labels_txt))
     t2 = time.time()
@@ -346,13 +360,14 @@ def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bo
           f"{done_before} already complete, {len(todo)} to run with {jobs} at once "
           f"(aomenc cpu-used {recipe['cpu_used']}, {recipe['mode']}, {recipe['bit_depth']}-bit)",
           file=sys.stderr, flush=True)
-    prog = Progress(sum(s.frames for s, _ in todo), progress)
+    prog = Progress(sum(s.frames * s.width * s.height for s, _ in todo) / 1e6, len(todo), progress)
     errors = []
     ex = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
         futs = {ex.submit(run_job, out, recipe, s, cq, prog): (s, cq) for s, cq in todo}
         for fut in as_completed(futs):
             s, cq = futs[fut]
+            prog.job_done()
             try:
                 sh = fut.result()
                 prog.write(f"[done] {sh['name']}: {s.frames} frames, {sh['count']} nodes, "
