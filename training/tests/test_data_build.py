@@ -208,3 +208,33 @@ def test_non_y4m_input_is_converted(tmp_path, monkeypatch):
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.raises(DataError, match="bad.mp4: ffmpeg cannot decode it"):
         C.resolve_input(str(bad))
+
+
+@pytest.mark.parametrize("recipe_bd", [10, 8])
+def test_ten_bit_source(clip, tmp_path, recipe_bd):
+    """A 10-bit Y4M source: kept as is in a 10-bit recipe, rounded ((x + 2) >> 2) in an 8-bit one."""
+    src10 = T.crop_y4m(clip, str(tmp_path / "src10.y4m"), 64, 48, 2, bit_depth=10)
+    s = open_y4m(src10)
+    assert s.bit_depth == 10
+    # make the low bits non-zero so that rounding matters
+    raw = bytearray(open(src10, "rb").read())
+    for off in s.frame_offsets:
+        arr = np.frombuffer(raw, dtype="<u2", count=s.frame_samples, offset=off).copy()
+        arr = np.minimum(arr + (np.arange(arr.size) % 4).astype(np.uint16), 1023)
+        raw[off:off + 2 * s.frame_samples] = arr.astype("<u2").tobytes()
+    open(src10, "wb").write(bytes(raw))
+    s = open_y4m(src10)
+    out = tmp_path / f"ds{recipe_bd}"
+    B.build(str(out), [src10], small_recipe(bit_depth=recipe_bd, cq_levels=[30], max_frames=2,
+                                            segment_frames=0), jobs=1, progress=False)
+    m = json.loads((out / "manifest.json").read_text())
+    d = out / m["shards"][0]["path"]
+    y = np.load(d / "y.npy", mmap_mode="r")
+    meta = np.load(d / "meta.npy", mmap_mode="r")
+    assert (meta["bit_depth"] == recipe_bd).all() and len(y) > 0
+    for i in range(len(y)):
+        Y = s.frame(int(meta["frame"][i]))[0].astype(np.uint32)
+        ref = _blk(Y, int(meta["y"][i]), int(meta["x"][i]), 16)
+        if recipe_bd == 8:
+            ref = np.minimum((ref + 2) >> 2, 255)
+        assert (y[i] == ref).all()
