@@ -309,6 +309,13 @@ fn plane<'a>(
         )));
     }
     let stride = stride as usize;
+    if rows == 0 || cols == 0 {
+        return Err(Error::invalid(format!(
+            "{name}: empty {cols}×{rows} region"
+        )));
+    }
+    // Checked here, before a slice is formed: with a stride below the width
+    // the span computed next could run past the caller's buffer.
     if stride < cols {
         return Err(Error::invalid(format!(
             "{name}_stride {stride} is smaller than the width {cols}"
@@ -381,13 +388,12 @@ fn block_from_c<'a>(b: &Av1partBlock) -> Result<Block<'a>> {
 }
 
 fn frame_from_c<'a>(f: &Av1partFrame) -> Result<Frame<'a>> {
-    if f.width <= 0 || f.height <= 0 || f.width % 2 != 0 || f.height % 2 != 0 {
-        return Err(Error::invalid(format!(
-            "frame size {}×{} must be positive and even (4:2:0)",
-            f.width, f.height
-        )));
-    }
-    let (w, h) = (f.width as usize, f.height as usize);
+    // Positive and even sizes are checked by the caller (block count) and
+    // again by `Frame::validate`.
+    let dim = |v: i32, name: &str| {
+        usize::try_from(v).map_err(|_| Error::invalid(format!("frame {name} {v} is negative")))
+    };
+    let (w, h) = (dim(f.width, "width")?, dim(f.height, "height")?);
     let bps = f.bytes_per_sample;
     let bd = bit_depth(f.bit_depth)?;
     Ok(Frame {
@@ -835,10 +841,7 @@ pub unsafe extern "C" fn av1part_predict_blocks(
         let cblocks = unsafe { std::slice::from_raw_parts(blocks, n) };
         let mut rblocks = Vec::with_capacity(n);
         for (i, b) in cblocks.iter().enumerate() {
-            rblocks.push(block_from_c(b).map_err(|e| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
-                other => other,
-            })?);
+            rblocks.push(block_from_c(b).map_err(|e| e.at_block(i))?);
         }
         c.ctx.predict_blocks(&rblocks, out)
     })

@@ -95,8 +95,10 @@ fn gather(dst: &mut Vec<f32>, src: &[f32], len: usize, selected: &[usize]) {
     }
 }
 
-/// Predicts `blocks.len()` (≤ [`CHUNK`]) blocks into `out`.
+/// Predicts `blocks.len()` (≤ [`CHUNK`]) blocks into `out`; `first` is the
+/// index of `blocks[0]` in the caller's numbering, for error messages.
 pub(crate) fn run_chunk(
+    first: usize,
     worker: &mut Worker,
     bundle: &Bundle,
     layout: &TensorLayout,
@@ -122,10 +124,7 @@ pub(crate) fn run_chunk(
                 &mut sc.x[i * xl..(i + 1) * xl],
                 &mut sc.side[i * sl..(i + 1) * sl],
             )
-            .map_err(|e| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
-                other => other,
-            })?;
+            .map_err(|e| e.at_block(first + i))?;
     }
     let x_shape = [
         -1i64,

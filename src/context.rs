@@ -272,17 +272,14 @@ impl Context {
             )));
         }
         for (i, b) in blocks.iter().enumerate() {
-            b.validate().map_err(|e| match e {
-                Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {i}: {m}")),
-                other => other,
-            })?;
+            b.validate().map_err(|e| e.at_block(i))?;
         }
         let mut worker = self.pool.acquire()?;
         let mut sources = Vec::with_capacity(blocks.len().min(CHUNK));
-        for (bc, oc) in blocks.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+        for (ci, (bc, oc)) in blocks.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).enumerate() {
             sources.clear();
             sources.extend(bc.iter().map(BlockSource::from_block));
-            self.run(&mut worker, &sources, oc)?;
+            self.run(ci * CHUNK, &mut worker, &sources, oc)?;
         }
         Ok(())
     }
@@ -313,12 +310,6 @@ impl Context {
             .min(self.max_sessions)
             .min(chunks.len())
             .max(1);
-        let frame_err = |start: usize, e: Error| match e {
-            Error::InvalidArgument(m) => {
-                Error::InvalidArgument(format!("frame blocks from {start}: {m}"))
-            }
-            other => other,
-        };
         if threads == 1 {
             let mut worker = self.pool.acquire()?;
             let mut sources = Vec::with_capacity(count.min(CHUNK));
@@ -326,8 +317,7 @@ impl Context {
                 sources.clear();
                 sources
                     .extend((*start..*start + oc.len()).map(|i| BlockSource::from_frame(frame, i)));
-                self.run(&mut worker, &sources, oc)
-                    .map_err(|e| frame_err(*start, e))?;
+                self.run(*start, &mut worker, &sources, oc)?;
             }
             return Ok(count);
         }
@@ -364,8 +354,8 @@ impl Context {
                         sources.extend(
                             (start..start + oc.len()).map(|i| BlockSource::from_frame(frame, i)),
                         );
-                        if let Err(e) = self.run(&mut worker, &sources, oc) {
-                            record(start, frame_err(start, e));
+                        if let Err(e) = self.run(start, &mut worker, &sources, oc) {
+                            record(start, e);
                         }
                     }
                 });
@@ -380,11 +370,13 @@ impl Context {
 
     fn run(
         &self,
+        first: usize,
         worker: &mut Worker,
         sources: &[BlockSource<'_>],
         out: &mut [Prediction],
     ) -> Result<()> {
         cascade::run_chunk(
+            first,
             worker,
             &self.bundle,
             &self.layout,

@@ -63,6 +63,15 @@ impl Error {
         Error::InvalidArgument(msg.into())
     }
 
+    /// Names the block an invalid-argument error is about (index in the
+    /// caller's array or raster order); other errors pass unchanged.
+    pub(crate) fn at_block(self, index: usize) -> Self {
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!("block {index}: {m}")),
+            other => other,
+        }
+    }
+
     /// Shorthand for an [`Error::ModelLoad`].
     pub(crate) fn model(
         file: impl Into<String>,

@@ -42,7 +42,7 @@ impl<'a> Plane<'a> {
     pub(crate) fn check(&self, what: &str, cols: usize, rows: usize, bit_depth: u32) -> Result<()> {
         if self.stride < cols {
             return Err(Error::invalid(format!(
-                "{what}: stride {} is smaller than the width {cols}",
+                "{what}_stride {} is smaller than the width {cols}",
                 self.stride
             )));
         }

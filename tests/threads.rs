@@ -94,3 +94,15 @@ fn context_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Context>();
 }
+
+#[test]
+fn errors_name_the_block_across_chunks() {
+    let ctx = common::tiny_ctx();
+    let mut owned = common::random_blocks(300, 5);
+    owned[290].y[7] = 1 << owned[290].bit_depth; // one above the maximum
+    let blocks: Vec<_> = owned.iter().map(|b| b.block()).collect();
+    let mut out = vec![Prediction::default(); blocks.len()];
+    let e = ctx.predict_blocks(&blocks, &mut out).unwrap_err();
+    assert_eq!(e.status(), av1part::Status::InvalidArgument);
+    assert!(e.to_string().contains("block 290:"), "{e}");
+}
