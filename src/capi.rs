@@ -469,14 +469,7 @@ fn ctx_ref<'a>(ctx: *const Av1partContext) -> Option<&'a Av1partContext> {
 /// when the build knew it, else `unknown`). Static string; never NULL.
 #[no_mangle]
 pub extern "C" fn av1part_version() -> *const c_char {
-    concat!(
-        env!("CARGO_PKG_VERSION"),
-        " (",
-        env!("AV1PART_GIT_HASH"),
-        ")\0"
-    )
-    .as_ptr()
-    .cast()
+    crate::VERSION_NUL.as_ptr().cast()
 }
 
 /// ABI version of the loaded library; equals `AV1PART_ABI_VERSION` of the

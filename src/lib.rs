@@ -97,12 +97,15 @@ impl Default for Prediction {
     }
 }
 
+/// The version string, NUL-terminated for the C API.
+pub(crate) const VERSION_NUL: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("AV1PART_GIT_HASH"),
+    ")\0"
+);
+
 /// The crate version with the git hash when known, e.g. `0.1.0 (1a2b3c4d)`.
 pub fn version_string() -> &'static str {
-    concat!(
-        env!("CARGO_PKG_VERSION"),
-        " (",
-        env!("AV1PART_GIT_HASH"),
-        ")"
-    )
+    VERSION_NUL.trim_end_matches('\0')
 }

@@ -74,13 +74,14 @@ fn build_session(
 
 /// Checks a session's declared inputs and output against the manifest and
 /// returns, for each session input in the session's order, its source.
+/// Outputs other than the manifest's are allowed and ignored.
 fn check_io(
     file: &str,
     field: &str,
     session: &Session,
     inputs: &[(TensorDecl, Source)],
     output: &TensorDecl,
-) -> Result<(Vec<Source>, usize)> {
+) -> Result<Vec<Source>> {
     fn check_tensor(file: &str, field: &str, decl: &TensorDecl, ty: &ValueType) -> Result<()> {
         let (elem, shape) = match ty {
             ValueType::Tensor { ty, shape, .. } => (*ty, shape),
@@ -166,7 +167,7 @@ fn check_io(
         output,
         session.outputs()[out_idx].dtype(),
     )?;
-    Ok((order, out_idx))
+    Ok(order)
 }
 
 /// A loaded model: its session, its inputs' sources in session order, and
@@ -201,7 +202,7 @@ fn load_model(
         Ep::Cpu => Error::model(file, "(onnx)", e),
         Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
     })?;
-    let (sources, _) = check_io(file, field, &session, inputs, output)?;
+    let sources = check_io(file, field, &session, inputs, output)?;
     Ok(Model {
         session,
         sources,
