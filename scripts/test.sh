@@ -15,6 +15,8 @@ suite() {
 }
 
 suite "rust: cargo test" cargo test --release
+# build.rs regenerates include/av1part.h; the committed copy must equal it.
+suite "header: include/av1part.h is up to date" git diff --exit-code --stat include/av1part.h
 if [ -f tests/c/Makefile ]; then
   suite "c: harness (gcc -Wall -Wextra -Werror) + valgrind" make -C tests/c check
 fi
