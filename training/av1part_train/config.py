@@ -22,6 +22,8 @@ class TrainConfig:
     train_max_blocks: Optional[int] = None
     val_max_blocks: Optional[int] = None
     balanced_sampling: bool = False     # class-balanced sampling (with replacement)
+    allow_missing_classes: bool = False  # train even if the training split lacks a class of the stage
+                                         # (its head output then only learns "never"; prior 0)
     num_workers: int = 0                # DataLoader workers (0: in-process, no worker storms)
     # input
     channels: list = field(default_factory=lambda: ["y", "u", "v"])

@@ -128,7 +128,8 @@ class BlockDataset(torch.utils.data.Dataset):
         if require_all_classes and (self.counts == 0).any():
             miss = [names[i] for i in np.nonzero(self.counts == 0)[0]]
             raise DatasetError(f"{self.root}: split {split!r} has no blocks of class(es) {miss} for "
-                               f"{stage or '10-way'}; counts {dict(zip(names, self.counts.tolist()))}")
+                               f"{stage or '10-way'}; counts {dict(zip(names, self.counts.tolist()))} (set "
+                               f"allow_missing_classes=true to train without it: the stage then never predicts it)")
 
     def __len__(self):
         return int(self.targets.size)
