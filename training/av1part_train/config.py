@@ -72,6 +72,7 @@ class TrainConfig:
     validate_subset: int = 512          # fixed val blocks re-scored after each checkpoint save
     reload_tolerance: float = 1e-5
     progress: bool = True               # tqdm bars
+    resume: bool = False                # continue from <out>/checkpoints/last.pt when it exists
     plots: bool = True
 
     def spec(self) -> InputSpec:

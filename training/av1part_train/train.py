@@ -136,7 +136,20 @@ def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -
     ckdir = out / "checkpoints"
     history, best, bad_epochs = [], -1.0, 0
     best_path = ckdir / "best.pt"
-    for epoch in range(1, cfg.epochs + 1):
+    start = 1
+    if cfg.resume and (ckdir / "last.pt").exists():
+        start, history, best, bad_epochs = _resume(ckdir / "last.pt", out, model, optimizer, scheduler, stage1_path)
+        if info.is_main:
+            print(f"[{cfg.stage}] resuming after epoch {start - 1} (best val macro F1 {best:.4f})", flush=True)
+        if finetune and start > cfg.unfreeze_epoch + 1:
+            model.mode = "full"
+            for p in model.backbone.parameters():
+                p.requires_grad_(True)
+            net = wrap(model)
+        if bad_epochs >= cfg.early_stop_patience:
+            start = cfg.epochs + 1
+    epoch = start - 1
+    for epoch in range(start, cfg.epochs + 1):
         if finetune and epoch == cfg.unfreeze_epoch + 1:
             model.mode = "full"
             for p in model.backbone.parameters():
@@ -195,6 +208,24 @@ def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -
         plot_confusion(np.asarray(best_hist["val"]["confusion"]), names, out / "confusion_val_best.png",
                        f"{cfg.stage} val (epoch {best_hist['epoch']})")
     return result
+
+
+def _resume(last: Path, out: Path, model: StageModel, optimizer, scheduler, stage1_path):
+    """Continue from last.pt: weights, optimiser, scheduler, history. The data
+    order after a resume is not bit-identical to an uninterrupted run."""
+    fresh, ck = load_stage_models(last, stage1_path)
+    model.load_state_dict(fresh[0].state_dict())
+    if ck.get("optimizer"):
+        optimizer.load_state_dict(ck["optimizer"])
+    if ck.get("scheduler"):
+        scheduler.load_state_dict(ck["scheduler"])
+    hp = out / "metrics.json"
+    history = [h for h in json.loads(hp.read_text()) if h["epoch"] <= ck["epoch"]] if hp.exists() else []
+    best = max((h["val_macro_f1"] for h in history), default=-1.0)
+    bad = 0
+    for h in history:
+        bad = 0 if h["best"] else bad + 1
+    return ck["epoch"] + 1, history, best, bad
 
 
 def train_stage(cfg: TrainConfig, info: DistInfo | None = None) -> dict:

@@ -111,3 +111,11 @@ def test_export_and_evaluate_from_checkpoints(tiny_hierarchy, synth_dataset, tmp
         pt = torch.softmax(models[0](b["x"], b["side"]), 1).numpy()
     res = ref.run_tensors(b["x"].numpy(), b["side"].numpy())
     assert np.abs(res.stage_probs["stage1"] - pt).max() < 1e-4
+
+
+def test_resume_continues_from_last(tiny_hierarchy, synth_dataset, tmp_path):
+    base = dict(data=str(synth_dataset), out=str(tmp_path / "r"), stage="stage2", stage1_ckpt=tiny_hierarchy["stage1"])
+    train_stage(TrainConfig(**base, **{**TINY, "epochs": 1}))
+    r = train_stage(TrainConfig(**base, **{**TINY, "epochs": 3, "resume": True}))
+    assert [h["epoch"] for h in r["history"]] == [1, 2, 3]
+    assert read_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["epoch"] == 3
