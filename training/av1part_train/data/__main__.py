@@ -45,6 +45,11 @@ def main(argv=None) -> int:
     r.add_argument("dataset")
     r.add_argument("--png", help="output PNG (default DATASET/report.png)")
 
+    v = sub.add_parser("verify", help="audit a dataset: hashes, labels vs. the decoder's parsed "
+                                      "partitions, pixels vs. the source clips")
+    v.add_argument("dataset")
+    v.add_argument("--no-pixels", action="store_true")
+
     s = sub.add_parser("shard", help="one shard from an existing AV1 stream (any encoder) and its source")
     s.add_argument("out", help="shard directory to write")
     s.add_argument("--stream", required=True, help="IVF or OBU AV1 stream")
@@ -70,6 +75,14 @@ def main(argv=None) -> int:
         elif args.cmd == "report":
             from .report import report
             print(report(args.dataset, args.png))
+        elif args.cmd == "verify":
+            from .tools import ensure_tools
+            from .verify import verify
+            ensure_tools()
+            res = verify(args.dataset, pixels=not args.no_pixels)
+            print(json.dumps(res))
+            if not res["ok"]:
+                return 1
         elif args.cmd == "shard":
             from .shard import write_shard
             from .tools import ensure_tools, extract_labels, sha256_file
