@@ -119,8 +119,9 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
     else:
         raise last
     if data:
-        test = evaluate_bundle(out, data, "test", 0.0, test_max_blocks)
-        manifest["training"]["metrics"]["test"] = _compact_test(test)
+        excl = bool(cks["stage1"]["config"].get("exclude_edge", False))
+        test = evaluate_bundle(out, data, "test", 0.0, test_max_blocks, exclude_edge=excl)
+        manifest["training"]["metrics"]["test"] = {**_compact_test(test), "exclude_edge": excl}
         tmp = Path(out) / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp, Path(out) / "manifest.json")
@@ -154,6 +155,15 @@ def train_all(config_path: str | None, overrides: list[str], out_root: str, bund
     from .train import train_stage
     out_root = Path(out_root)
     ckpts = {}
+    # pre-flight: every stage's training split (labels only, cheap) before hours of Stage 1
+    for s in STAGE_ORDER:
+        c = load_config(config_path, overrides, section=s)
+        ds = BlockDataset(c.data, "train", c.spec(), s, c.exclude_edge, c.train_max_blocks, seed=c.seed,
+                          require_all_classes=not c.allow_missing_classes)
+        BlockDataset(c.data, "val", c.spec(), s, c.exclude_edge, c.val_max_blocks, seed=c.seed,
+                     require_all_classes=False)
+        print(f"[train-all] {s}: {len(ds)} training blocks {dict(zip(stage_classes(s), ds.counts.tolist()))}",
+              flush=True)
     for s in STAGE_ORDER:
         cfg = load_config(config_path, overrides, section=s)
         cfg = cfg.replace(stage=s, out=str(out_root / s),

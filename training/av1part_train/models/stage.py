@@ -81,6 +81,7 @@ class StageModel(nn.Module):
             raise ValueError(f"unknown bn_mode {bn_mode!r}")
         self.stage = stage
         self.arch = arch
+        self.arch_kwargs = dict(arch_kwargs or {})
         self.mode = mode
         self.bn_mode = bn_mode
         self.backbone = backbone if backbone is not None else create_model(
