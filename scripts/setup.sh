@@ -16,7 +16,7 @@ ROOT=$PWD
 say() { printf '[setup] %s\n' "$*"; }
 
 # 1. System packages (Debian). Only missing ones are installed.
-APT_PKGS=(build-essential pkg-config cmake nasm ninja-build dpkg-dev ffmpeg svt-av1 valgrind python3-venv curl ca-certificates)
+APT_PKGS=(build-essential pkg-config cmake nasm ninja-build dpkg-dev patch ffmpeg svt-av1 valgrind python3-venv curl ca-certificates)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
