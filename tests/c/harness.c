@@ -199,6 +199,7 @@ static void test_config_default(void) {
     CHECK(c.cuda_device_id == 0, "cuda_device_id default %d", c.cuda_device_id);
     CHECK(c.intra_op_threads == 0 || c.intra_op_threads == 1, "intra_op_threads default %d", c.intra_op_threads);
     CHECK(c.max_sessions == 0, "max_sessions default %d", c.max_sessions);
+    CHECK(c.frame_threads == 0, "frame_threads default %d", c.frame_threads);
     CHECK(c.skip_below < 0, "skip_below default %g (want negative: keep the bundle's)", c.skip_below);
     int nz = 0;
     for (size_t i = 0; i < sizeof c.reserved; i++) nz |= c.reserved[i];
@@ -266,6 +267,8 @@ static void test_context_new_bad_args(void) {
     CHECK_STATUS(av1part_context_new(&b, &ctx), AV1PART_STATUS_INVALID_ARGUMENT, "intra_op_threads -1");
     b = c; b.max_sessions = -3;
     CHECK_STATUS(av1part_context_new(&b, &ctx), AV1PART_STATUS_INVALID_ARGUMENT, "max_sessions -3");
+    b = c; b.frame_threads = -2;
+    CHECK_STATUS(av1part_context_new(&b, &ctx), AV1PART_STATUS_INVALID_ARGUMENT, "frame_threads -2");
     b = c; b.skip_below = 1.5;
     CHECK_STATUS(av1part_context_new(&b, &ctx), AV1PART_STATUS_INVALID_ARGUMENT, "skip_below 1.5");
     b = c; b.skip_below = NAN;
@@ -919,6 +922,33 @@ static void test_frame_vs_blocks(void) {
     frame_vs_blocks(18, 16, 10, 2, 1, 3);   /* one column of partial blocks */
 }
 
+/* predict_frame's results do not depend on frame_threads (1, 3, default). */
+static void test_frame_threads(void) {
+    TFrame f;
+    tframe_make(&f, 176, 144, 10, 2, 1, 0, 77);
+    Av1partFrame a = tframe_view(&f, 60, AV1PART_FRAME_TYPE_INTER);
+    size_t n = av1part_frame_block_count(176, 144);
+    Av1partPrediction *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+    CHECK_STATUS(av1part_predict_frame(g_ctx, &a, ref, n), AV1PART_STATUS_OK, "default frame_threads");
+    const int32_t counts[] = {1, 3, 8};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        Av1partConfig cfg = tiny_config();
+        cfg.skip_below = 0.0;
+        cfg.frame_threads = counts[i];
+        Av1partContext *c = NULL;
+        char what[64];
+        snprintf(what, sizeof what, "frame_threads %d", counts[i]);
+        CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, what);
+        if (!c) continue;
+        CHECK_STATUS(av1part_predict_frame(c, &a, got, n), AV1PART_STATUS_OK, what);
+        CHECK(!memcmp(ref, got, n * sizeof *got), "%s: results differ from the default context's", what);
+        av1part_context_free(&c);
+    }
+    free(ref);
+    free(got);
+    tframe_free(&f);
+}
+
 static void test_frame_errors(void) {
     TFrame f;
     tframe_make(&f, 64, 48, 10, 2, 1, 0, 5);
@@ -1272,6 +1302,7 @@ static const Test MAIN_TESTS[] = {
     {"predict_blocks: batch = single, errors", test_blocks_batch, 1},
     {"predict_frame = per-block predictions", test_frame_vs_blocks, 1},
     {"predict_frame: invalid input", test_frame_errors, 1},
+    {"predict_frame: frame_threads does not change results", test_frame_threads, 1},
     {"golden.json parity through the C ABI", test_golden, 1},
     {"stress: threads x calls, exact", test_stress, 1},
 };
