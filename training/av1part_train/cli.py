@@ -209,7 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    from .checkpoint import CheckpointError
+    from .engine import NonFiniteLossError
+    from .export import ExportError
+    from .loader import DatasetError
+    from .reference import BundleError
+    try:
+        return args.fn(args)
+    except (DatasetError, CheckpointError, ExportError, BundleError, NonFiniteLossError) as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

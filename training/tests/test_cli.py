@@ -27,3 +27,12 @@ def test_cli_pipeline(tmp_path, capsys):
                  "--epochs", "1", "--max-steps", "2", "--only", "conv_g4", "frozen_head", "--threads", "1"]) == 0
     md = (tmp_path / "exp" / "results.md").read_text()
     assert "| conv_g4 |" in md and "| frozen_head |" in md and "| stage1_base |" in md
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    from av1part_train.synth import make_synthetic_dataset
+    data = make_synthetic_dataset(tmp_path / "d", {"a": "train", "b": "val"}, blocks_per_shard=64, drop_classes=[8])
+    assert main(["train-all", "--data", str(data), "--out-root", str(tmp_path / "r"), "--bundle", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "DatasetError" in err and "HORZ_4" in err and "allow_missing_classes" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # failed before any training
