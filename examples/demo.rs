@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use av1part::{
-    Block, Config, Context, Frame, FrameType, Plane, Prediction, Provider, ProviderChoice, Samples, SideInfo,
-    NUM_PARTITIONS, PARTITION_NAMES,
+    Block, Config, Context, Frame, FrameType, Plane, Prediction, Provider, ProviderChoice, Samples,
+    SideInfo, NUM_PARTITIONS, PARTITION_NAMES,
 };
 
 // ---------------------------------------------------------------- Y4M input
@@ -36,7 +36,10 @@ struct Clip {
 
 fn read_y4m(path: &Path, max_frames: usize) -> Result<Clip, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let nl = data.iter().position(|&b| b == b'\n').ok_or("Y4M header has no newline")?;
+    let nl = data
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("Y4M header has no newline")?;
     let header = std::str::from_utf8(&data[..nl]).map_err(|_| "Y4M header is not text")?;
     let mut it = header.split(' ');
     if it.next() != Some("YUV4MPEG2") {
@@ -53,7 +56,10 @@ fn read_y4m(path: &Path, max_frames: usize) -> Result<Clip, String> {
                 } else if tok.starts_with("C420p12") {
                     bd = 12
                 } else if !tok.starts_with("C420") {
-                    return Err(format!("{}: only 4:2:0 is supported ({tok})", path.display()));
+                    return Err(format!(
+                        "{}: only 4:2:0 is supported ({tok})",
+                        path.display()
+                    ));
                 }
             }
             _ => {}
@@ -67,7 +73,10 @@ fn read_y4m(path: &Path, max_frames: usize) -> Result<Clip, String> {
     let mut pos = nl + 1;
     let mut frames = Vec::new();
     while frames.len() < max_frames && pos < data.len() {
-        let fl = data[pos..].iter().position(|&b| b == b'\n').ok_or("truncated FRAME header")?;
+        let fl = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("truncated FRAME header")?;
         if !data[pos..].starts_with(b"FRAME") {
             return Err("expected FRAME".into());
         }
@@ -82,7 +91,10 @@ fn read_y4m(path: &Path, max_frames: usize) -> Result<Clip, String> {
                     if bps == 1 {
                         data[pos + off + i] as u16
                     } else {
-                        u16::from_le_bytes([data[pos + 2 * (off + i)], data[pos + 2 * (off + i) + 1]])
+                        u16::from_le_bytes([
+                            data[pos + 2 * (off + i)],
+                            data[pos + 2 * (off + i) + 1],
+                        ])
                     }
                 })
                 .collect()
@@ -93,7 +105,12 @@ fn read_y4m(path: &Path, max_frames: usize) -> Result<Clip, String> {
     if frames.is_empty() {
         return Err(format!("{}: no complete frame", path.display()));
     }
-    Ok(Clip { width: w, height: h, bit_depth: bd, frames })
+    Ok(Clip {
+        width: w,
+        height: h,
+        bit_depth: bd,
+        frames,
+    })
 }
 
 // ---------------------------------------------------------------- PNG output
@@ -103,7 +120,11 @@ fn crc32(data: &[u8], mut c: u32) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -258,16 +279,16 @@ fn glyph(c: char) -> [u8; 7] {
 
 /// One colour per partition type (distinct on grey luma).
 const COLOURS: [[u8; 3]; NUM_PARTITIONS] = [
-    [60, 200, 255],  // NONE     light blue
-    [255, 220, 0],   // HORZ     yellow
-    [255, 140, 0],   // VERT     orange
-    [255, 40, 40],   // SPLIT    red
-    [0, 220, 90],    // HORZ_A   green
-    [0, 140, 60],    // HORZ_B   dark green
-    [200, 80, 255],  // VERT_A   violet
-    [255, 90, 200],  // VERT_B   pink
-    [180, 255, 60],  // HORZ_4   lime
-    [150, 110, 60],  // VERT_4   brown
+    [60, 200, 255], // NONE     light blue
+    [255, 220, 0],  // HORZ     yellow
+    [255, 140, 0],  // VERT     orange
+    [255, 40, 40],  // SPLIT    red
+    [0, 220, 90],   // HORZ_A   green
+    [0, 140, 60],   // HORZ_B   dark green
+    [200, 80, 255], // VERT_A   violet
+    [255, 90, 200], // VERT_B   pink
+    [180, 255, 60], // HORZ_4   lime
+    [150, 110, 60], // VERT_4   brown
 ];
 
 /// Draws the partition shape of a `s`×`s` block at (x, y): the block's
@@ -276,11 +297,13 @@ fn draw_partition(cv: &mut Canvas, x: i64, y: i64, s: i64, part: usize, t: i64) 
     let c = COLOURS[part];
     let (h2, q) = (s / 2, s / 4);
     cv.outline(x, y, s, s, t, c);
-    let hline = |cv: &mut Canvas, yy: i64, x0: i64, x1: i64| cv.rect(x + x0, y + yy - t / 2, x1 - x0, t, c);
-    let vline = |cv: &mut Canvas, xx: i64, y0: i64, y1: i64| cv.rect(x + xx - t / 2, y + y0, t, y1 - y0, c);
+    let hline =
+        |cv: &mut Canvas, yy: i64, x0: i64, x1: i64| cv.rect(x + x0, y + yy - t / 2, x1 - x0, t, c);
+    let vline =
+        |cv: &mut Canvas, xx: i64, y0: i64, y1: i64| cv.rect(x + xx - t / 2, y + y0, t, y1 - y0, c);
     match part {
-        1 => hline(cv, h2, 0, s),                                // HORZ
-        2 => vline(cv, h2, 0, s),                                // VERT
+        1 => hline(cv, h2, 0, s), // HORZ
+        2 => vline(cv, h2, 0, s), // VERT
         3 => {
             hline(cv, h2, 0, s);
             vline(cv, h2, 0, s);
@@ -311,7 +334,7 @@ fn draw_partition(cv: &mut Canvas, x: i64, y: i64, s: i64, part: usize, t: i64) 
                 vline(cv, k * q, 0, s);
             }
         } // VERT_4
-        _ => {} // NONE: outline only
+        _ => {}                   // NONE: outline only
     }
 }
 
@@ -323,7 +346,13 @@ struct DrawInfo<'a> {
     mean_top: f64,
 }
 
-fn render(clip: &Clip, frame: usize, preds: &[Prediction], scale: usize, info: &DrawInfo) -> Canvas {
+fn render(
+    clip: &Clip,
+    frame: usize,
+    preds: &[Prediction],
+    scale: usize,
+    info: &DrawInfo,
+) -> Canvas {
     let (w, h) = (clip.width, clip.height);
     let (bw, bh) = (w.div_ceil(16), h.div_ceil(16));
     let legend_w = 300usize;
@@ -346,7 +375,14 @@ fn render(clip: &Clip, frame: usize, preds: &[Prediction], scale: usize, info: &
         for bx in 0..bw {
             let p = &preds[by * bw + bx];
             if p.partition >= 0 {
-                draw_partition(&mut cv, bx as i64 * s, by as i64 * s, s, p.partition as usize, t);
+                draw_partition(
+                    &mut cv,
+                    bx as i64 * s,
+                    by as i64 * s,
+                    s,
+                    p.partition as usize,
+                    t,
+                );
             }
         }
     }
@@ -361,26 +397,51 @@ fn render(clip: &Clip, frame: usize, preds: &[Prediction], scale: usize, info: &
         cv.text(lx, ly, wn, 1, [255, 80, 80]);
         ly += 12;
     }
-    cv.text(lx, ly, &format!("FRAME {frame}, {w}X{h}, {} BLOCKS", bw * bh), 1, grey);
+    cv.text(
+        lx,
+        ly,
+        &format!("FRAME {frame}, {w}X{h}, {} BLOCKS", bw * bh),
+        1,
+        grey,
+    );
     ly += 20;
     let total: usize = info.counts.iter().sum();
     for p in 0..NUM_PARTITIONS {
         let sw = 36i64;
         cv.rect(lx, ly, sw, sw, [50, 50, 56]);
         draw_partition(&mut cv, lx, ly, sw, p, 2);
-        let pct = if total > 0 { 100.0 * info.counts[p] as f64 / total as f64 } else { 0.0 };
+        let pct = if total > 0 {
+            100.0 * info.counts[p] as f64 / total as f64
+        } else {
+            0.0
+        };
         cv.text(lx + sw + 10, ly + 4, PARTITION_NAMES[p], 2, COLOURS[p]);
-        cv.text(lx + sw + 10, ly + 24, &format!("{:>4} BLOCKS {:5.1}%", info.counts[p], pct), 1, grey);
+        cv.text(
+            lx + sw + 10,
+            ly + 24,
+            &format!("{:>4} BLOCKS {:5.1}%", info.counts[p], pct),
+            1,
+            grey,
+        );
         ly += sw + 10;
     }
-    cv.text(lx, ly + 4, &format!("MEAN TOP PROB {:.3}", info.mean_top), 1, grey);
+    cv.text(
+        lx,
+        ly + 4,
+        &format!("MEAN TOP PROB {:.3}", info.mean_top),
+        1,
+        grey,
+    );
     cv
 }
 
 // ---------------------------------------------------------------- main
 
 fn plane<'a>(s: &'a [u16], stride: usize) -> Plane<'a> {
-    Plane { samples: Samples::U16(s), stride }
+    Plane {
+        samples: Samples::U16(s),
+        stride,
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -418,14 +479,18 @@ fn parse_args() -> Result<Args, String> {
             "--y4m" => a.y4m = PathBuf::from(val()?),
             "--bundle" => a.bundle = Some(PathBuf::from(val()?)),
             "--frames" => a.frames = val()?.parse().map_err(|_| "--frames: not a number")?,
-            "--draw-frame" => a.draw_frame = val()?.parse().map_err(|_| "--draw-frame: not a number")?,
+            "--draw-frame" => {
+                a.draw_frame = val()?.parse().map_err(|_| "--draw-frame: not a number")?
+            }
             "--out" => a.out = PathBuf::from(val()?),
             "--qindex" => a.qindex = val()?.parse().map_err(|_| "--qindex: 0..255")?,
             "--scale" => a.scale = val()?.parse().map_err(|_| "--scale: not a number")?,
             "-h" | "--help" => {
-                return Err("usage: demo --y4m CLIP.y4m [--bundle DIR] [--frames N] [--draw-frame K] \
+                return Err(
+                    "usage: demo --y4m CLIP.y4m [--bundle DIR] [--frames N] [--draw-frame K] \
                             [--out DIR] [--qindex Q] [--scale S]"
-                    .into())
+                        .into(),
+                )
             }
             _ => return Err(format!("unknown argument {k}")),
         }
@@ -443,7 +508,9 @@ fn run() -> Result<(), String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let (bundle, fallback) = match &args.bundle {
         Some(b) => (b.clone(), false),
-        None if root.join("onnx/default/manifest.json").exists() => (root.join("onnx/default"), false),
+        None if root.join("onnx/default/manifest.json").exists() => {
+            (root.join("onnx/default"), false)
+        }
         None => (root.join("onnx/test-tiny"), true),
     };
     if fallback {
@@ -456,7 +523,11 @@ fn run() -> Result<(), String> {
         println!("*************************************************************************");
         println!();
     }
-    let cfg = Config { model_dir: bundle.clone(), provider: ProviderChoice::Cpu, ..Config::default() };
+    let cfg = Config {
+        model_dir: bundle.clone(),
+        provider: ProviderChoice::Cpu,
+        ..Config::default()
+    };
     let t0 = Instant::now();
     let ctx = Context::new(&cfg).map_err(|e| format!("cannot load {}: {e}", bundle.display()))?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -465,15 +536,23 @@ fn run() -> Result<(), String> {
     let (bw, bh) = (w.div_ceil(16), h.div_ceil(16));
     let nb = bw * bh;
     println!("av1part demo");
-    println!("  library : av1part {}, ONNX Runtime {} ({})", av1part::version_string(), ctx.ort_version(),
-             ctx.ort_library().display());
+    println!(
+        "  library : av1part {}, ONNX Runtime {} ({})",
+        av1part::version_string(),
+        ctx.ort_version(),
+        ctx.ort_library().display()
+    );
     println!(
         "  bundle  : {} ('{}', {} stages, skip_below {}){}",
         bundle.display(),
         ctx.bundle_name(),
         ctx.stages().len(),
         ctx.skip_below(),
-        if fallback { "  ** TEST BUNDLE, RANDOM WEIGHTS **" } else { "" }
+        if fallback {
+            "  ** TEST BUNDLE, RANDOM WEIGHTS **"
+        } else {
+            ""
+        }
     );
     println!(
         "  provider: {}{}",
@@ -481,10 +560,18 @@ fn run() -> Result<(), String> {
             Provider::Cpu => "CPU",
             Provider::Cuda => "CUDA",
         },
-        if ctx.provider_note().is_empty() { String::new() } else { format!(" ({})", ctx.provider_note()) }
+        if ctx.provider_note().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ctx.provider_note())
+        }
     );
-    println!("  clip    : {} ({w}x{h}, {}-bit, {} frames used)", args.y4m.display(), clip.bit_depth,
-             clip.frames.len());
+    println!(
+        "  clip    : {} ({w}x{h}, {}-bit, {} frames used)",
+        args.y4m.display(),
+        clip.bit_depth,
+        clip.frames.len()
+    );
     println!("  context : loaded in {load_ms:.1} ms; qindex {}; frame 0 key, later frames inter with prev_y",
              args.qindex);
     println!();
@@ -507,16 +594,25 @@ fn run() -> Result<(), String> {
             y: plane(y, w),
             u: plane(u, w / 2),
             v: plane(v, w / 2),
-            prev_y: if f > 0 { Some(plane(&clip.frames[f - 1][0], w)) } else { None },
+            prev_y: if f > 0 {
+                Some(plane(&clip.frames[f - 1][0], w))
+            } else {
+                None
+            },
             bit_depth: clip.bit_depth,
             side: SideInfo {
                 base_qindex: args.qindex,
-                frame_type: if f == 0 { FrameType::Key } else { FrameType::Inter },
+                frame_type: if f == 0 {
+                    FrameType::Key
+                } else {
+                    FrameType::Inter
+                },
             },
         };
         let mut out = vec![Prediction::default(); nb];
         let t = Instant::now();
-        ctx.predict_frame(&frame, &mut out).map_err(|e| format!("frame {f}: {e}"))?;
+        ctx.predict_frame(&frame, &mut out)
+            .map_err(|e| format!("frame {f}: {e}"))?;
         frame_us.push(t.elapsed().as_secs_f64() * 1e6);
         let mut counts = [0usize; NUM_PARTITIONS];
         let mut top = 0.0f64;
@@ -553,7 +649,7 @@ fn run() -> Result<(), String> {
     let mut lat = Vec::new();
     let mut agree = 0usize;
     let mut checked = 0usize;
-    for f in 0..clip.frames.len() {
+    for (f, frame_preds) in all.iter().enumerate() {
         let [y, u, v] = &clip.frames[f];
         for by in 0..h / 16 {
             for bx in 0..w / 16 {
@@ -563,18 +659,26 @@ fn run() -> Result<(), String> {
                     y: plane(&y[yo..], w),
                     u: plane(&u[co..], w / 2),
                     v: plane(&v[co..], w / 2),
-                    prev_y: if f > 0 { Some(plane(&clip.frames[f - 1][0][yo..], w)) } else { None },
+                    prev_y: if f > 0 {
+                        Some(plane(&clip.frames[f - 1][0][yo..], w))
+                    } else {
+                        None
+                    },
                     bit_depth: clip.bit_depth,
                     side: SideInfo {
                         base_qindex: args.qindex,
-                        frame_type: if f == 0 { FrameType::Key } else { FrameType::Inter },
+                        frame_type: if f == 0 {
+                            FrameType::Key
+                        } else {
+                            FrameType::Inter
+                        },
                     },
                 };
                 let t = Instant::now();
                 let p = ctx.predict_block(&blk).map_err(|e| format!("block: {e}"))?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
                 checked += 1;
-                agree += usize::from(p.partition == all[f][by * bw + bx].partition);
+                agree += usize::from(p.partition == frame_preds[by * bw + bx].partition);
             }
         }
     }
@@ -614,18 +718,28 @@ fn run() -> Result<(), String> {
         counts[p.partition as usize] += 1;
         top += p.probabilities[p.partition as usize] as f64;
     }
-    let stem = args.y4m.file_stem().and_then(|s| s.to_str()).unwrap_or("clip").to_string();
+    let stem = args
+        .y4m
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("clip")
+        .to_string();
     let info = DrawInfo {
         title: "AV1PART",
         bundle_line: format!("BUNDLE {} ({})", ctx.bundle_name(), stem),
-        warning: if fallback { Some("TEST BUNDLE: RANDOM WEIGHTS!") } else { None },
+        warning: if fallback {
+            Some("TEST BUNDLE: RANDOM WEIGHTS!")
+        } else {
+            None
+        },
         counts,
         mean_top: top / nb as f64,
     };
     let cv = render(&clip, k, &all[k], args.scale, &info);
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let png = args.out.join(format!("{stem}-frame{k}-partitions.png"));
-    std::fs::write(&png, encode_png(cv.w, cv.h, &cv.px)).map_err(|e| format!("{}: {e}", png.display()))?;
+    std::fs::write(&png, encode_png(cv.w, cv.h, &cv.px))
+        .map_err(|e| format!("{}: {e}", png.display()))?;
     println!("wrote {} ({}x{}: frame {k} at {}x, each 16x16 block's predicted partition drawn in its colour)",
              png.display(), cv.w, cv.h, args.scale);
     if fallback {
