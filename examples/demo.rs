@@ -470,7 +470,7 @@ fn parse_args() -> Result<Args, String> {
         draw_frame: 0,
         out: PathBuf::from("out/demo"),
         qindex: 128,
-        scale: 4,
+        scale: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -499,7 +499,7 @@ fn parse_args() -> Result<Args, String> {
         return Err("--y4m CLIP.y4m is required".into());
     }
     a.frames = a.frames.max(1);
-    a.scale = a.scale.clamp(1, 16);
+    a.scale = a.scale.min(16); // 0: chosen from the frame width
     Ok(a)
 }
 
@@ -735,13 +735,19 @@ fn run() -> Result<(), String> {
         counts,
         mean_top: top / nb as f64,
     };
-    let cv = render(&clip, k, &all[k], args.scale, &info);
+    // default scale: 4x for QCIF, 2x up to 700 wide, else 1x
+    let scale = if args.scale > 0 {
+        args.scale
+    } else {
+        (1400 / w).clamp(1, 4)
+    };
+    let cv = render(&clip, k, &all[k], scale, &info);
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let png = args.out.join(format!("{stem}-frame{k}-partitions.png"));
     std::fs::write(&png, encode_png(cv.w, cv.h, &cv.px))
         .map_err(|e| format!("{}: {e}", png.display()))?;
     println!("wrote {} ({}x{}: frame {k} at {}x, each 16x16 block's predicted partition drawn in its colour)",
-             png.display(), cv.w, cv.h, args.scale);
+             png.display(), cv.w, cv.h, scale);
     if fallback {
         println!();
         println!("NOTE: these are the predictions of onnx/test-tiny (random weights), because onnx/default is missing.");
