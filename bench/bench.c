@@ -288,7 +288,22 @@ int main(int argc, char **argv) {
             if (provider < 0) die("--provider %s: want cpu, auto or cuda", v);
         }
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("see the comment at the top of bench/bench.c\n");
+            printf("usage: av1part-bench [options]\n"
+                   "  --bundle DIR         model bundle (default onnx/default, else onnx/test-tiny)\n"
+                   "  --y4m FILE           a 4:2:0 Y4M (8/10/12-bit); repeatable\n"
+                   "  --synthetic WxH      synthetic frames (gradient + moving checkerboard + noise); repeatable\n"
+                   "  --frames N           frames per input (default 3)\n"
+                   "  --frame-reps N       timed predict_frame calls per frame (default 3)\n"
+                   "  --max-block-calls N  cap on timed predict_block calls per input (default 20000)\n"
+                   "  --warmup N           untimed block calls first (default 50)\n"
+                   "  --intra-op-threads N ONNX Runtime intra-op threads per session (default 1)\n"
+                   "  --max-sessions N     sessions per model (default 0: library default)\n"
+                   "  --frame-threads N    threads inside predict_frame (default 0: max_sessions)\n"
+                   "  --callers N          calling threads in block mode (default 1)\n"
+                   "  --provider P         cpu | auto | cuda (default cpu)\n"
+                   "  --skip-below X       cascade skip threshold (default: the bundle's)\n"
+                   "  --qindex Q           base qindex (default 128)\n"
+                   "Without --y4m/--synthetic: synthetic 176x144, 1280x720 and 1920x1080.\n");
             return 0;
         }
         else die("unknown option %s", a);

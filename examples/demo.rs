@@ -744,10 +744,14 @@ fn run() -> Result<(), String> {
     let cv = render(&clip, k, &all[k], scale, &info);
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let png = args.out.join(format!("{stem}-frame{k}-partitions.png"));
-    std::fs::write(&png, encode_png(cv.w, cv.h, &cv.px))
-        .map_err(|e| format!("{}: {e}", png.display()))?;
+    let bytes = encode_png(cv.w, cv.h, &cv.px);
+    std::fs::write(&png, &bytes).map_err(|e| format!("{}: {e}", png.display()))?;
+    // the stable name the README points at: the latest run's picture
+    let latest = args.out.join("partitions.png");
+    std::fs::write(&latest, &bytes).map_err(|e| format!("{}: {e}", latest.display()))?;
     println!("wrote {} ({}x{}: frame {k} at {}x, each 16x16 block's predicted partition drawn in its colour)",
              png.display(), cv.w, cv.h, scale);
+    println!("  and the same picture as {}", latest.display());
     if fallback {
         println!();
         println!("NOTE: these are the predictions of onnx/test-tiny (random weights), because onnx/default is missing.");

@@ -20,6 +20,7 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 
 make -s -C bench >/dev/null
 BIN=target/bench/av1part-bench
+case "${1:-}" in -h|--help) "$BIN" --help; exit 0 ;; esac
 
 FRAMES=${BENCH_FRAMES:-3}
 CACHE=${AV1PART_CACHE:-$HOME/.cache/av1part}
