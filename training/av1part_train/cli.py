@@ -96,7 +96,10 @@ def _cmd_evaluate(a):
 
 
 def _cmd_experiments(a):
-    from .experiments import run_experiments
+    from .experiments import rescore, run_experiments
+    if a.rescore:
+        rescore(a.out, a.data)
+        return 0
     run_experiments(a.data, a.out, budget=a.budget, epochs=a.epochs, max_steps=a.max_steps, only=a.only,
                     threads=a.threads)
     return 0
@@ -180,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help="steps per epoch")
     t.add_argument("--only", nargs="*", help="run only these experiment ids")
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--rescore", action="store_true", help="only recompute the test columns of finished rows")
     t.set_defaults(fn=_cmd_experiments)
 
     t = sub.add_parser("make-test-bundle", help="write the fixed-seed tiny test bundle (onnx/test-tiny)")

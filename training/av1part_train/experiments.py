@@ -90,6 +90,25 @@ def _run(cfg: TrainConfig, test_max_blocks) -> dict:
             "wall_seconds": time.time() - t0, "checkpoint": r["best"]}
 
 
+def rescore(out: str, data: str | None = None) -> dict:
+    """Recompute the test columns of finished rows from their checkpoints
+    (after a metrics change), keeping the training columns."""
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    meta = json.loads((out / "budget.json").read_text()) if (out / "budget.json").exists() else {}
+    for eid, r in results.items():
+        cfg = TrainConfig.from_dict(json.loads((Path(r["checkpoint"]).parent.parent / "config.json").read_text()))
+        if data:
+            cfg = cfg.replace(data=data)
+        tm = _test_metrics(r["checkpoint"], cfg, meta.get("test_max_blocks"))
+        r.update(test_macro_f1=tm["macro_f1"], test_accuracy=tm["accuracy"], test_ece=tm["ece"],
+                 test_per_class_f1={k: v["f1"] for k, v in tm["per_class"].items()})
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(render(results, meta.get("budget", "?"), meta.get("settings", {}),
+                                           data or meta.get("data", "?")))
+    return results
+
+
 def run_experiments(data: str, out: str, budget: str = "small", epochs: int | None = None,
                     max_steps: int | None = None, only=None, threads: int = 0) -> dict:
     out = Path(out)
@@ -102,6 +121,8 @@ def run_experiments(data: str, out: str, budget: str = "small", epochs: int | No
         b["max_steps_per_epoch"] = max_steps
     base = load_config("default", [], section="stage2").to_dict()
     base.update(b, data=data, progress=False, plots=True, threads=threads, early_stop_patience=10 ** 6)
+    (out / "budget.json").write_text(json.dumps({"budget": budget, "settings": b, "test_max_blocks": test_max,
+                                                 "data": data}, indent=1) + "\n")
     rpath = out / "results.json"
     results = json.loads(rpath.read_text()) if rpath.exists() else {}
 

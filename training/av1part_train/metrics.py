@@ -24,12 +24,13 @@ def prf_from_confusion(cm: np.ndarray, names: Sequence[str] | None = None) -> di
         prec = np.where(pred > 0, tp / pred, 0.0)
         rec = np.where(true > 0, tp / true, 0.0)
         f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
-    present = true > 0
+    present = (true > 0) | (pred > 0)
     k = cm.shape[0]
     names = list(names) if names is not None else [str(i) for i in range(k)]
     return {
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
-        # macro over classes present in y_true (absent classes are reported, not averaged)
+        # macro over the classes that occur in y_true or in the predictions (as scikit-learn);
+        # a class that is neither true nor predicted anywhere is reported, not averaged
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": {names[i]: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
                                  "support": int(true[i])} for i in range(k)},

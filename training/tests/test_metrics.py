@@ -20,6 +20,9 @@ def test_prf_by_hand():
 def test_absent_class_not_averaged():
     cm = np.array([[3, 0], [0, 0]])
     assert prf_from_confusion(cm)["macro_f1"] == pytest.approx(1.0)
+    # predicted but never true: counted (F1 0), as scikit-learn does
+    cm = np.array([[3, 1, 0], [0, 0, 0], [0, 0, 0]])
+    assert prf_from_confusion(cm)["macro_f1"] == pytest.approx((6 / 7 + 0) / 2)
 
 
 def test_ece_mce_by_hand():
