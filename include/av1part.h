@@ -504,7 +504,8 @@ void av1part_config_default(struct Av1partConfig *cfg);
  * Returns `AV1PART_STATUS_OK`, or `INVALID_ARGUMENT` (NULL pointers, bad
  * settings), `ORT_LOAD`, `ORT_CONFLICT` (another context loaded a
  * different libonnxruntime), `MODEL_LOAD` (message names file and field),
- * `PROVIDER_UNAVAILABLE`, `PANIC`.
+ * `PROVIDER_UNAVAILABLE`, `PANIC`. Non-zero `cfg->reserved` bytes are an
+ * `INVALID_ARGUMENT`.
  */
 Av1partStatus av1part_context_new(const struct Av1partConfig *cfg, struct Av1partContext **out);
 

@@ -551,7 +551,8 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
 /// Returns `AV1PART_STATUS_OK`, or `INVALID_ARGUMENT` (NULL pointers, bad
 /// settings), `ORT_LOAD`, `ORT_CONFLICT` (another context loaded a
 /// different libonnxruntime), `MODEL_LOAD` (message names file and field),
-/// `PROVIDER_UNAVAILABLE`, `PANIC`.
+/// `PROVIDER_UNAVAILABLE`, `PANIC`. Non-zero `cfg->reserved` bytes are an
+/// `INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_context_new(
     cfg: *const Av1partConfig,
@@ -564,6 +565,13 @@ pub unsafe extern "C" fn av1part_context_new(
         // SAFETY: `out` is non-NULL and points to writable storage (documented).
         unsafe { out.write(std::ptr::null_mut()) };
         let c = arg(cfg, "cfg")?;
+        // A caller built against a newer header may have set a field this
+        // library does not know; refusing beats silently ignoring it.
+        if c.reserved.iter().any(|&b| b != 0) {
+            return Err(Error::invalid(
+                "cfg->reserved is not all zero (fill the config with av1part_config_default())",
+            ));
+        }
         let model_dir = c_path(c.model_dir, "model_dir")?
             .ok_or_else(|| Error::invalid("cfg->model_dir is NULL"))?;
         let provider = match c.execution_provider {

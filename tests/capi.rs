@@ -215,6 +215,13 @@ fn context_new_rejects_bad_arguments() {
         Status::InvalidArgument
     );
     cfg.skip_below = -1.0;
+    cfg.reserved[59] = 1;
+    assert_eq!(
+        unsafe { av1part_context_new(&cfg, &mut ctx) },
+        Status::InvalidArgument
+    );
+    assert!(last_error().contains("reserved"));
+    cfg.reserved[59] = 0;
     cfg.intra_op_threads = -2;
     assert_eq!(
         unsafe { av1part_context_new(&cfg, &mut ctx) },
