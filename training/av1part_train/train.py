@@ -87,7 +87,7 @@ def _write_history(out: Path, history: list[dict]):
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         for h in history:
-            w.writerow(h)
+            w.writerow({**h, "lr": " ".join(f"{k}={v:g}" for k, v in h["lr"].items())})
 
 
 def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -> dict:
