@@ -268,6 +268,8 @@ def write_golden(ref: ReferenceBundle, path: Path, bundle_name: str, blocks: lis
         out_blocks.append(e)
     doc = {"bundle": bundle_name, "skip_below": float(skip_below), "blocks": out_blocks}
     runs = []
+    if skip_runs == "auto":
+        skip_runs = [auto_skip_below(stage_masses(ref.manifest, res), min_margin)]
     for sb in skip_runs:
         masses = stage_masses(ref.manifest, res)
         close = np.abs(masses - sb) < min_margin
@@ -281,6 +283,20 @@ def write_golden(ref: ReferenceBundle, path: Path, bundle_name: str, blocks: lis
         doc["skip_runs"] = runs
     path.write_text(json.dumps(doc) + "\n")
     return doc
+
+
+def auto_skip_below(masses: np.ndarray, min_margin: float = 1e-3, lo: float = 0.05, hi: float = 0.6) -> float:
+    """A skip_below in [lo, hi] as far as possible from every stage mass (the
+    middle of the widest gap, rounded to 4 decimals), so some stage runs are
+    skipped and float rounding cannot flip any decision."""
+    m = np.sort(np.clip(masses.ravel(), lo, hi))
+    pts = np.concatenate([[lo], m, [hi]])
+    gaps = np.diff(pts)
+    i = int(np.argmax(gaps))
+    sb = round(float((pts[i] + pts[i + 1]) / 2), 4)
+    if gaps[i] / 2 < min_margin + 1e-4:
+        raise ExportError(f"no skip_below in [{lo}, {hi}] keeps {min_margin} away from every stage mass")
+    return sb
 
 
 def stage_masses(manifest: dict, res) -> np.ndarray:

@@ -84,3 +84,13 @@ def test_reference_refuses_tampered_files(tmp_path):
         f.write(b"\x01\x02")
     with pytest.raises(BundleError, match="sha256 mismatch"):
         ReferenceBundle(d)
+
+
+def test_auto_skip_below_keeps_away_from_masses():
+    from av1part_train.export import auto_skip_below
+    masses = np.array([[0.9, 0.05, 0.3], [0.31, 0.2, 0.8], [0.5, 0.02, 0.01]])
+    sb = auto_skip_below(masses)
+    assert 0.05 <= sb <= 0.6 and np.abs(masses - sb).min() >= 1e-3
+    assert sb == pytest.approx(0.405)  # middle of the widest gap, 0.31 .. 0.5
+    with pytest.raises(ExportError, match="no skip_below"):
+        auto_skip_below(np.linspace(0.0, 1.0, 5001))
