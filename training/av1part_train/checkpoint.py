@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from .models.stage import StageModel
+from .hashing import sha256_file  # noqa: F401  (re-exported)
 
 FORMAT = "av1part-ckpt"
 FORMAT_VERSION = 1
@@ -26,14 +26,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(RuntimeError):
     pass
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_args(model: StageModel, cfg) -> dict:

@@ -11,7 +11,6 @@ The partition is the argmax of the ten probabilities (lowest index on ties).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import PARTITION_INDEX
 from .tensor import InputSpec, build_side, build_x
+from .hashing import sha256_file  # noqa: F401  (re-exported)
 
 SCHEMA = "av1part-bundle"
 SCHEMA_VERSION = 1
@@ -28,14 +28,6 @@ SCHEMA_VERSION = 1
 
 class BundleError(ValueError):
     pass
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def stage_topology(manifest: dict) -> list[str]:

@@ -5,7 +5,6 @@ Paths follow docs/CONTRACTS.md: ``${AV1PART_CACHE:-$HOME/.cache/av1part}/libaom-
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from ..hashing import sha256_file  # noqa: F401  (re-exported)
 
 AOM_VERSION = "3.6.0"
 REPO = Path(__file__).resolve().parents[3]
@@ -85,16 +85,6 @@ def tool_versions() -> dict:
     except OSError:
         pass
     return v
-
-
-def sha256_file(path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 # ------------------------------------------------------------------------- label files --
