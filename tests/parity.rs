@@ -52,10 +52,20 @@ fn check(ctx: &Context, what: &str, got: &[Prediction], want: &[GResult]) -> usi
     nulls
 }
 
-#[test]
-fn golden_exact_mode_batched_and_single() {
-    let g = golden(&tiny());
-    let mut cfg = common::config(&tiny());
+/// Every shipped bundle that carries a golden set: the fixed-seed test
+/// bundle (always) and the trained default bundle.
+fn bundles_with_golden() -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![tiny()];
+    let default = common::root().join("onnx/default");
+    if default.join("golden.json").is_file() {
+        dirs.push(default);
+    }
+    dirs
+}
+
+fn exact_mode(dir: &std::path::Path) {
+    let g = golden(dir);
+    let mut cfg = common::config(dir);
     cfg.skip_below = Some(g.skip_below);
     let ctx = Context::new(&cfg).unwrap();
     let blocks: Vec<_> = g.blocks.iter().map(|b| b.block()).collect();
@@ -69,12 +79,11 @@ fn golden_exact_mode_batched_and_single() {
     check(&ctx, "single", &single, &g.results);
 }
 
-#[test]
-fn golden_skip_runs() {
-    let g = golden(&tiny());
-    assert!(!g.skip_runs.is_empty(), "test-tiny has a skip run");
+fn skip_runs(dir: &std::path::Path) {
+    let g = golden(dir);
+    assert!(!g.skip_runs.is_empty(), "{} has a skip run", dir.display());
     for (skip, skipped, results) in &g.skip_runs {
-        let mut cfg = common::config(&tiny());
+        let mut cfg = common::config(dir);
         cfg.skip_below = Some(*skip);
         let ctx = Context::new(&cfg).unwrap();
         let blocks: Vec<_> = g.blocks.iter().map(|b| b.block()).collect();
@@ -85,5 +94,19 @@ fn golden_skip_runs() {
         assert!(out
             .iter()
             .any(|p| p.flags & av1part::PREDICTION_FLAG_SKIPPED != 0));
+    }
+}
+
+#[test]
+fn golden_exact_mode_batched_and_single() {
+    for dir in bundles_with_golden() {
+        exact_mode(&dir);
+    }
+}
+
+#[test]
+fn golden_skip_runs() {
+    for dir in bundles_with_golden() {
+        skip_runs(&dir);
     }
 }
