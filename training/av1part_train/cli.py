@@ -74,7 +74,8 @@ def _cmd_export(a):
         for s in ck:
             ck[s] = ck[s] or str(Path(a.run_root) / s / "checkpoints" / "best.pt")
     m = export_from_checkpoints(ck, a.out, a.name or Path(a.out).name, a.data, description=a.description,
-                                skip_below=a.skip_below, test_max_blocks=a.test_max_blocks)
+                                skip_below=a.skip_below, test_max_blocks=a.test_max_blocks,
+                                prior_correction=a.prior_correction)
     print(json.dumps(m["training"]["metrics"], indent=1))
     return 0
 
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="dataset: priors come from the checkpoints; test metrics and real golden blocks from here")
     t.add_argument("--skip-below", type=float, default=0.0)
     t.add_argument("--test-max-blocks", type=int)
+    t.add_argument("--prior-correction", action="store_true",
+                   help="stages trained on class-balanced batches get log(prior) added to their logits, so "
+                        "their probabilities follow the training distribution (calibrated; see training/README.md)")
     t.set_defaults(fn=_cmd_export)
 
     t = sub.add_parser("evaluate", help="end-to-end cascade metrics of a bundle on a dataset split")

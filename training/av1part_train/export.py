@@ -130,10 +130,12 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
                   golden_blocks: list[dict] | None = None, skip_below: float = 0.0,
                   golden_skip_below: Sequence[float] = (), check_inputs: np.ndarray | None = None,
                   check_side: np.ndarray | None = None, tol: float = 1e-4, overwrite: bool = True,
-                  max_bundle_bytes: int = 50_000_000) -> dict:
+                  max_bundle_bytes: int = 50_000_000, prior_corrected: Sequence[str] = ()) -> dict:
     """Write a bundle. ``stages`` maps each of the four stage names to a list of
     StageModel (one, or k members of an ensemble), all sharing the Stage 1
-    backbone's stem..layer2 (checked)."""
+    backbone's stem..layer2 (checked). Stages named in ``prior_corrected``
+    were trained on class-balanced batches: their logits get log(prior)
+    added, so the exported probabilities follow the training distribution."""
     import onnx
     import onnxruntime as ort
 
@@ -171,7 +173,13 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             feats = trunk(x_chk)
             torch_out["trunk.onnx"] = feats.numpy()
             for s in STAGE_ORDER:
-                mod = StageExport(list(stages[s])).eval()
+                shift = None
+                if s in prior_corrected:
+                    pr = np.asarray(priors[s], dtype=np.float64)
+                    if not np.all(pr > 0):
+                        raise ExportError(f"{s}: prior correction needs every class prior > 0, got {priors[s]}")
+                    shift = np.log(pr)
+                mod = StageExport(list(stages[s]), shift).eval()
                 if spec.num_side:
                     args, names = (feats[:2], side_chk[:2]), ["features", "side"]
                     torch_out[f"{s}.onnx"] = mod(feats, side_chk).numpy()

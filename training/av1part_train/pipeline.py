@@ -82,7 +82,7 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
 
 def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: str | None = None,
                             description: str = "", skip_below: float = 0.0, test_max_blocks: int | None = None,
-                            golden_skip_below="auto") -> dict:
+                            golden_skip_below="auto", prior_correction: bool = False) -> dict:
     stages, spec, cks = load_hierarchy(ckpts)
     priors = {}
     for s in STAGE_ORDER:
@@ -105,9 +105,14 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
             blocks += real_golden_blocks(data, 16)
         except Exception as e:  # no test split: synthetic golden blocks only
             recipe["golden_note"] = f"no real test blocks: {e}"
+    # Stages trained on class-balanced batches learned a uniform class prior;
+    # the export puts the real one back (see StageExport).
+    corrected = [s for s in STAGE_ORDER if cks[s]["config"].get("balanced_sampling")] if prior_correction else []
+    for s in STAGE_ORDER:
+        recipe["stages"][s]["prior_correction"] = s in corrected
     manifest = export_bundle(out, spec, stages, priors, name=name, description=description, recipe=recipe,
                              metrics={"val": val_metrics}, golden_blocks=blocks, skip_below=skip_below,
-                             golden_skip_below=golden_skip_below)
+                             golden_skip_below=golden_skip_below, prior_corrected=corrected)
     if data:
         excl = bool(cks["stage1"]["config"].get("exclude_edge", False))
         test = evaluate_bundle(out, data, "test", 0.0, test_max_blocks, exclude_edge=excl)

@@ -94,3 +94,39 @@ def test_auto_skip_below_keeps_away_from_masses():
     assert sb == pytest.approx(0.405)  # middle of the widest gap, 0.31 .. 0.5
     with pytest.raises(ExportError, match="no skip_below"):
         auto_skip_below(np.linspace(0.0, 1.0, 5001))
+
+
+def test_prior_correction_adds_log_prior_to_the_logits(tmp_path):
+    """A stage trained on class-balanced batches is exported with log(prior)
+    added to its logits: ONNX probabilities == softmax(logits + log prior)."""
+    st = hierarchy(3)
+    priors = dict(PRIORS, stage2=[0.7, 0.2, 0.1])
+    export_bundle(tmp_path / "b", SPEC, st, priors, name="t", golden_blocks=synthetic_golden_blocks(4),
+                  prior_corrected=["stage2"])
+    torch.manual_seed(5)
+    x = torch.randn(6, 3, 16, 16)
+    side = torch.rand(6, 2)
+    m = st["stage2"][0].eval()
+    with torch.no_grad():
+        feats = m.backbone.forward_trunk(x)
+        logits = m.forward_head(m.forward_deep(feats), side)
+    want = torch.softmax(logits + torch.log(torch.tensor(priors["stage2"])), dim=1).numpy()
+    plain = torch.softmax(logits, dim=1).numpy()
+    so = ort.SessionOptions()
+    sess = ort.InferenceSession(str(tmp_path / "b" / "stage2.onnx"), so, providers=["CPUExecutionProvider"])
+    got = sess.run(["probs"], {"features": feats.numpy(), "side": side.numpy()})[0]
+    assert np.max(np.abs(got - want)) < 1e-5
+    assert np.max(np.abs(got - plain)) > 1e-3, "the correction must change the probabilities"
+    # stages not named keep their plain softmax
+    s1 = st["stage1"][0].eval()
+    with torch.no_grad():
+        p1 = torch.softmax(s1.forward_head(s1.forward_deep(feats), side), dim=1).numpy()
+    sess1 = ort.InferenceSession(str(tmp_path / "b" / "stage1.onnx"), so, providers=["CPUExecutionProvider"])
+    assert np.max(np.abs(sess1.run(["probs"], {"features": feats.numpy(), "side": side.numpy()})[0] - p1)) < 1e-5
+
+
+def test_prior_correction_refuses_a_zero_prior(tmp_path):
+    st = hierarchy(4)
+    priors = dict(PRIORS, stage2=[0.8, 0.2, 0.0])
+    with pytest.raises(ExportError, match="prior > 0"):
+        export_bundle(tmp_path / "b", SPEC, st, priors, name="t", prior_corrected=["stage2"])

@@ -179,15 +179,26 @@ class StageExport(nn.Module):
     """<stage>.onnx: (features[, side]) -> softmax probs. An ensemble of k
     members (e.g. AB specialists) averages their probabilities."""
 
-    def __init__(self, members: Sequence[StageModel]):
+    def __init__(self, members: Sequence[StageModel], logit_shift: Sequence[float] | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.num_side = members[0].num_side
+        # Prior correction for a stage trained on class-balanced batches: its
+        # softmax estimates p(y|x) under a uniform class prior. Adding
+        # log(prior) to the logits turns that into p(y|x) under the real
+        # training distribution (Bayes' rule for a label shift), which the
+        # cascade's products, skip_below and an encoder's pruning thresholds
+        # assume.
+        shift = torch.zeros(0) if logit_shift is None else torch.as_tensor(list(logit_shift), dtype=torch.float32)
+        self.register_buffer("logit_shift", shift)
 
     def forward(self, features, side=None):
         probs = None
         for m in self.members:
-            p = torch.softmax(m.forward_head(m.forward_deep(features), side), dim=1)
+            logits = m.forward_head(m.forward_deep(features), side)
+            if self.logit_shift.numel():
+                logits = logits + self.logit_shift
+            p = torch.softmax(logits, dim=1)
             probs = p if probs is None else probs + p
         if len(self.members) > 1:
             probs = probs / float(len(self.members))
