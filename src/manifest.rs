@@ -289,6 +289,29 @@ fn merr(field: impl Into<String>, message: impl Into<String>) -> Error {
     Error::model(MANIFEST_FILE, field, message)
 }
 
+/// Parses a manifest list of names (`field`) into distinct values; an
+/// unknown or repeated name is an error naming its index and `what` it is.
+fn parse_distinct<T: PartialEq>(
+    names: &[String],
+    field: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let v = parse(name)
+            .ok_or_else(|| merr(format!("{field}[{i}]"), format!("unknown {what} `{name}`")))?;
+        if out.contains(&v) {
+            return Err(merr(
+                format!("{field}[{i}]"),
+                format!("duplicate {what} `{name}`"),
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
 /// A bundle-relative file name: not empty, not absolute, no `..`.
 fn check_file_name(field: &str, name: &str) -> Result<()> {
     let p = Path::new(name);
@@ -421,28 +444,13 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     if inp.channels.is_empty() {
         return Err(merr("input.channels", "empty"));
     }
-    let mut channels = Vec::new();
-    for (i, c) in inp.channels.iter().enumerate() {
-        let ch = match c.as_str() {
-            "y" => Channel::Y,
-            "u" => Channel::U,
-            "v" => Channel::V,
-            "prev_y" => Channel::PrevY,
-            _ => {
-                return Err(merr(
-                    format!("input.channels[{i}]"),
-                    format!("unknown channel `{c}`"),
-                ))
-            }
-        };
-        if channels.contains(&ch) {
-            return Err(merr(
-                format!("input.channels[{i}]"),
-                format!("duplicate channel `{c}`"),
-            ));
-        }
-        channels.push(ch);
-    }
+    let channels = parse_distinct(&inp.channels, "input.channels", "channel", |c| match c {
+        "y" => Some(Channel::Y),
+        "u" => Some(Channel::U),
+        "v" => Some(Channel::V),
+        "prev_y" => Some(Channel::PrevY),
+        _ => None,
+    })?;
     let n_ch = channels.len();
     let norm = &inp.normalization;
     if norm.mean.len() != n_ch {
@@ -466,27 +474,17 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             "must be finite and > 0",
         ));
     }
-    let mut side_features = Vec::new();
-    for (i, f) in inp.side_features.iter().enumerate() {
-        let sf = match f.as_str() {
-            "qindex" => SideFeature::Qindex,
-            "intra" => SideFeature::Intra,
-            "has_prev" => SideFeature::HasPrev,
-            _ => {
-                return Err(merr(
-                    format!("input.side_features[{i}]"),
-                    format!("unknown side feature `{f}`"),
-                ))
-            }
-        };
-        if side_features.contains(&sf) {
-            return Err(merr(
-                format!("input.side_features[{i}]"),
-                format!("duplicate side feature `{f}`"),
-            ));
-        }
-        side_features.push(sf);
-    }
+    let side_features = parse_distinct(
+        &inp.side_features,
+        "input.side_features",
+        "side feature",
+        |f| match f {
+            "qindex" => Some(SideFeature::Qindex),
+            "intra" => Some(SideFeature::Intra),
+            "has_prev" => Some(SideFeature::HasPrev),
+            _ => None,
+        },
+    )?;
     let block_shape = vec![-1, n_ch as i64, BLOCK as i64, BLOCK as i64];
 
     // --- trunk -------------------------------------------------------------

@@ -169,6 +169,22 @@ fn unknown_channel() {
 }
 
 #[test]
+fn duplicate_channel() {
+    edit(
+        |m| m["input"]["channels"][2] = Value::from("y"),
+        &["input.channels[2]", "duplicate channel `y`"],
+    );
+}
+
+#[test]
+fn duplicate_side_feature() {
+    edit(
+        |m| m["input"]["side_features"][1] = m["input"]["side_features"][0].clone(),
+        &["input.side_features[1]", "duplicate side feature"],
+    );
+}
+
+#[test]
 fn unknown_side_feature() {
     edit(
         |m| m["input"]["side_features"][0] = Value::from("qp"),
