@@ -18,6 +18,7 @@ suite "rust: cargo test" cargo test --release
 # build.rs regenerates include/av1part.h; the committed copy must equal it.
 suite "header: include/av1part.h is up to date" git diff --exit-code --stat include/av1part.h
 suite "c: the README example compiles and runs" tests/readme_example.sh
+suite "c: install + pkg-config, shared and static" tests/install_pkgconfig.sh
 if [ -f tests/c/Makefile ]; then
   suite "c: harness (gcc -Wall -Wextra -Werror) + valgrind" make -C tests/c check
 fi
