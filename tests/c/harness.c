@@ -291,6 +291,19 @@ static void test_context_new_bad_args(void) {
 
 /* Broken copies of test-tiny: each must be refused with MODEL_LOAD and a
  * message naming the file (or field) at fault. */
+/* In bundle `d`, overwrites `target` with a copy of `source` and puts the
+ * copy's SHA-256 into manifest.json, so the hash check passes and only the
+ * plugin's check of the ONNX inputs/outputs can refuse it. */
+static void swap_model_keep_hash(const char *d, const char *target, const char *source) {
+    char t[4096], src[4096], m[4096], old_sha[65], new_sha[65];
+    path_in(t, sizeof t, d, target);
+    CHECK(sha256_file_hex(t, old_sha) == 0, "hash %s", target);
+    CHECK(copy_file(path_in(src, sizeof src, d, source), t) == 0, "copy %s over %s", source, target);
+    CHECK(sha256_file_hex(t, new_sha) == 0, "hash the new %s", target);
+    CHECK(replace_in_file(path_in(m, sizeof m, d, "manifest.json"), old_sha, new_sha) == 0,
+          "edit the sha of %s", target);
+}
+
 static void test_broken_bundles(void) {
     char d[4096], f[4096], sha[65], sha2[65];
 
@@ -370,20 +383,12 @@ static void test_broken_bundles(void) {
     /* a valid ONNX file of the wrong shape: stage1 (2 classes) replaced by
      * stage3_rect (4 classes), hash updated, so only the shape check catches it */
     if (bundle_copy("wrong-shape", d, sizeof d)) {
-        char a[4096];
-        CHECK(sha256_file_hex(path_in(f, sizeof f, d, "stage1.onnx"), sha) == 0, "hash stage1");
-        CHECK(copy_file(path_in(a, sizeof a, d, "stage3_rect.onnx"), f) == 0, "copy stage3_rect");
-        CHECK(sha256_file_hex(f, sha2) == 0, "hash new stage1");
-        CHECK(replace_in_file(path_in(a, sizeof a, d, "manifest.json"), sha, sha2) == 0, "edit stage1 sha");
+        swap_model_keep_hash(d, "stage1.onnx", "stage3_rect.onnx");
         expect_load(d, AV1PART_STATUS_MODEL_LOAD, "stage1.onnx", "stage of the wrong output shape");
     }
     /* the trunk replaced by a stage model: input names/shapes differ */
     if (bundle_copy("wrong-trunk", d, sizeof d)) {
-        char a[4096];
-        CHECK(sha256_file_hex(path_in(f, sizeof f, d, "trunk.onnx"), sha) == 0, "hash trunk");
-        CHECK(copy_file(path_in(a, sizeof a, d, "stage2.onnx"), f) == 0, "copy stage2");
-        CHECK(sha256_file_hex(f, sha2) == 0, "hash new trunk");
-        CHECK(replace_in_file(path_in(a, sizeof a, d, "manifest.json"), sha, sha2) == 0, "edit trunk sha");
+        swap_model_keep_hash(d, "trunk.onnx", "stage2.onnx");
         expect_load(d, AV1PART_STATUS_MODEL_LOAD, "trunk.onnx", "trunk with the wrong inputs");
     }
     /* manifest not matching its files: the wrong hash for a present file */
