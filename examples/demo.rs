@@ -444,6 +444,19 @@ fn plane<'a>(s: &'a [u16], stride: usize) -> Plane<'a> {
     }
 }
 
+/// The demo's side information for frame `f`: frame 0 is coded as a key
+/// frame, later ones as inter frames, all at one base qindex.
+fn frame_side(base_qindex: u8, f: usize) -> SideInfo {
+    SideInfo {
+        base_qindex,
+        frame_type: if f == 0 {
+            FrameType::Key
+        } else {
+            FrameType::Inter
+        },
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -600,14 +613,7 @@ fn run() -> Result<(), String> {
                 None
             },
             bit_depth: clip.bit_depth,
-            side: SideInfo {
-                base_qindex: args.qindex,
-                frame_type: if f == 0 {
-                    FrameType::Key
-                } else {
-                    FrameType::Inter
-                },
-            },
+            side: frame_side(args.qindex, f),
         };
         let mut out = vec![Prediction::default(); nb];
         let t = Instant::now();
@@ -665,14 +671,7 @@ fn run() -> Result<(), String> {
                         None
                     },
                     bit_depth: clip.bit_depth,
-                    side: SideInfo {
-                        base_qindex: args.qindex,
-                        frame_type: if f == 0 {
-                            FrameType::Key
-                        } else {
-                            FrameType::Inter
-                        },
-                    },
+                    side: frame_side(args.qindex, f),
                 };
                 let t = Instant::now();
                 let p = ctx.predict_block(&blk).map_err(|e| format!("block: {e}"))?;
