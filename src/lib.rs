@@ -16,10 +16,12 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod bundle_files;
 mod cascade;
 mod context;
 mod error;
 mod manifest;
+mod onnx_refs;
 mod preprocess;
 mod runtime;
 mod session;

@@ -1,19 +1,22 @@
 //! Model bundle manifest (`manifest.json`): parsing and validation.
 //!
 //! The format is fixed by `docs/CONTRACTS.md` ("Model bundle"). Everything
-//! that can be checked without ONNX Runtime is checked here, including the
-//! SHA-256 of every file; the ONNX inputs and outputs are checked against the
-//! manifest in `session.rs` once the models are loaded.
+//! that can be checked without ONNX Runtime is checked here: the manifest,
+//! the file rules (`bundle_files.rs`), the SHA-256 of every file, and that
+//! every external-data file an ONNX file references is listed. The bytes
+//! read here are the ones ONNX Runtime loads. The ONNX inputs and outputs
+//! are checked against the manifest in `session.rs` once the models are
+//! loaded.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
+use crate::bundle_files::{BundleDir, DATA_MAX_BYTES, MANIFEST_MAX_BYTES, MODEL_MAX_BYTES};
 use crate::error::{Error, Result};
+use crate::onnx_refs;
 use crate::{MAX_CLASSES, MAX_STAGES, NUM_PARTITIONS, PARTITION_NAMES};
 
 /// Name of the manifest file inside a bundle directory.
@@ -171,11 +174,34 @@ impl TensorDecl {
     }
 }
 
+/// The verified bytes of a bundle file (Debug shows the length only).
+#[derive(Clone)]
+pub struct Blob(pub Arc<[u8]>);
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Blob({} bytes)", self.0.len())
+    }
+}
+
+/// An ONNX file of the bundle, as read and checked.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFile {
+    /// Its bytes (hash-checked).
+    pub bytes: Option<Blob>,
+    /// Indices into [`Bundle::data`] of the external-data files it uses.
+    pub data: Vec<usize>,
+}
+
 /// The trunk model.
 #[derive(Debug, Clone)]
 pub struct TrunkSpec {
     /// File name inside the bundle.
     pub file: String,
+    /// SHA-256 the manifest gives.
+    pub sha256: String,
+    /// The file's contents and external data.
+    pub model: ModelFile,
     /// Its input (`x`).
     pub input: TensorDecl,
     /// Its output (features).
@@ -207,6 +233,10 @@ pub struct StageSpec {
     pub name: String,
     /// File name inside the bundle.
     pub file: String,
+    /// SHA-256 the manifest gives.
+    pub sha256: String,
+    /// The file's contents and external data.
+    pub model: ModelFile,
     /// Inputs, in manifest order.
     pub inputs: Vec<(TensorDecl, Source)>,
     /// The probabilities output.
@@ -247,6 +277,11 @@ pub struct Bundle {
     pub order: Vec<usize>,
     /// The bundle's `cascade.skip_below`.
     pub skip_below: f64,
+    /// External-data files (name, SHA-256) the manifest lists.
+    pub data_shas: Vec<(String, String)>,
+    /// External-data files (name, verified bytes), manifest order; filled
+    /// by [`Bundle::load`].
+    pub data: Vec<(String, Blob)>,
 }
 
 impl Bundle {
@@ -263,26 +298,65 @@ impl Bundle {
             || (self.uses_side() && self.side_features.contains(&SideFeature::HasPrev))
     }
 
-    /// Full path of a bundle file.
-    pub fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-
-    /// Reads, parses and validates `dir/manifest.json`, and checks the
-    /// SHA-256 of every file it lists.
+    /// Reads, parses and validates `dir/manifest.json`, reads every file
+    /// it lists under the file rules and checks its SHA-256.
     pub fn load(dir: &Path) -> Result<Bundle> {
-        let mpath = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&mpath).map_err(|e| {
-            Error::model(
-                mpath.display().to_string(),
-                "(file)",
-                format!("cannot read: {e}"),
-            )
-        })?;
-        let raw: RawManifest = serde_json::from_str(&text)
+        let bdir = BundleDir::open(dir)?;
+        let m = bdir.read(MANIFEST_FILE, "(file)", MANIFEST_MAX_BYTES)?;
+        let text = std::str::from_utf8(&m.bytes)
+            .map_err(|e| Error::model(MANIFEST_FILE, "(file)", format!("not UTF-8: {e}")))?;
+        let raw: RawManifest = serde_json::from_str(text)
             .map_err(|e| Error::model(MANIFEST_FILE, "(json)", e.to_string()))?;
-        validate(dir, raw)
+        let mut bundle = validate(dir, raw)?;
+        read_files(&bdir, &mut bundle)?;
+        Ok(bundle)
     }
+}
+
+/// Reads the data files and the ONNX files of a validated manifest, checks
+/// their hashes, and ties every external-data reference to a listed file.
+fn read_files(bdir: &BundleDir, b: &mut Bundle) -> Result<()> {
+    let data_names: Vec<String> = b.data_shas.iter().map(|(n, _)| n.clone()).collect();
+    for (i, (name, sha)) in b.data_shas.iter().enumerate() {
+        let f = bdir.read_verified(
+            name,
+            &format!("data_files[{i}].sha256"),
+            DATA_MAX_BYTES,
+            sha,
+        )?;
+        b.data.push((name.clone(), Blob(f.bytes)));
+    }
+    let read_model = |file: &str, field: &str, sha: &str| -> Result<ModelFile> {
+        let f = bdir.read_verified(file, field, MODEL_MAX_BYTES, sha)?;
+        let refs = onnx_refs::external_data_files(&f.bytes).map_err(|e| {
+            Error::model(file, "(onnx)", format!("not a readable ONNX model: {e}"))
+        })?;
+        let mut data = Vec::new();
+        for loc in refs {
+            let idx = data_names.iter().position(|n| *n == loc).ok_or_else(|| {
+                Error::model(
+                    file,
+                    "data_files",
+                    format!(
+                        "references external data `{loc}`, which data_files does not list \
+                         (every external-data file must be listed with its SHA-256)"
+                    ),
+                )
+            })?;
+            data.push(idx);
+        }
+        Ok(ModelFile {
+            bytes: Some(Blob(f.bytes)),
+            data,
+        })
+    };
+    if let Some(t) = b.trunk.as_mut() {
+        t.model = read_model(&t.file, "trunk.sha256", &t.sha256)?;
+    }
+    for (i, s) in b.stages.iter_mut().enumerate() {
+        s.model = read_model(&s.file, &format!("stages[{i}].sha256"), &s.sha256)?;
+    }
+    Ok(())
 }
 
 fn merr(field: impl Into<String>, message: impl Into<String>) -> Error {
@@ -334,40 +408,6 @@ fn check_sha_field(field: &str, sha: &str) -> Result<()> {
     } else {
         Err(merr(field, format!("`{sha}` is not a SHA-256 hex digest")))
     }
-}
-
-/// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn verify_file(dir: &Path, file: &str, field: &str, expected: &str) -> Result<()> {
-    let path = dir.join(file);
-    let actual = sha256_file(&path).map_err(|e| {
-        Error::model(
-            file,
-            "(file)",
-            format!("cannot read `{}`: {e}", path.display()),
-        )
-    })?;
-    if !actual.eq_ignore_ascii_case(expected) {
-        return Err(Error::model(
-            file,
-            field,
-            format!("SHA-256 mismatch: manifest says {expected}, file has {actual}"),
-        ));
-    }
-    Ok(())
 }
 
 fn check_batch_shape(field: &str, shape: &[i64]) -> Result<()> {
@@ -503,20 +543,19 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
                 ));
             }
             check_batch_shape("trunk.output.shape", &t.output.shape)?;
-            Some((
-                TrunkSpec {
-                    file: t.file,
-                    input: TensorDecl {
-                        name: t.input.name,
-                        shape: t.input.shape,
-                    },
-                    output: TensorDecl {
-                        name: t.output.name,
-                        shape: t.output.shape,
-                    },
+            Some(TrunkSpec {
+                file: t.file,
+                sha256: t.sha256,
+                model: ModelFile::default(),
+                input: TensorDecl {
+                    name: t.input.name,
+                    shape: t.input.shape,
                 },
-                t.sha256,
-            ))
+                output: TensorDecl {
+                    name: t.output.name,
+                    shape: t.output.shape,
+                },
+            })
         }
     };
 
@@ -560,17 +599,12 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     }
 
     let mut stages = Vec::new();
-    let mut hashes: Vec<(String, String, String)> = Vec::new(); // (file, field, sha)
-    if let Some((t, sha)) = &trunk {
-        hashes.push((t.file.clone(), "trunk.sha256".into(), sha.clone()));
-    }
     let mut parent: Vec<Option<usize>> = vec![None; raw.stages.len()];
     let mut leaves_seen: HashSet<u8> = HashSet::new();
     for (si, s) in raw.stages.iter().enumerate() {
         let f = |x: &str| format!("stages[{si}].{x}");
         check_file_name(&f("file"), &s.file)?;
         check_sha_field(&f("sha256"), &s.sha256)?;
-        hashes.push((s.file.clone(), f("sha256"), s.sha256.clone()));
 
         if s.inputs.is_empty() {
             return Err(merr(f("inputs"), "no input"));
@@ -602,7 +636,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             let expected: Vec<i64> = match src {
                 Source::Block => block_shape.clone(),
                 Source::Trunk => match &trunk {
-                    Some((t, _)) => t.output.shape.clone(),
+                    Some(t) => t.output.shape.clone(),
                     None => {
                         return Err(merr(
                             fi("source"),
@@ -718,6 +752,8 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         stages.push(StageSpec {
             name: s.name.clone(),
             file: s.file.clone(),
+            sha256: s.sha256.clone(),
+            model: ModelFile::default(),
             inputs,
             output: TensorDecl {
                 name: s.output.name.clone(),
@@ -772,17 +808,17 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         stages[s].leaf_dist = dist;
     }
 
+    let mut data_shas: Vec<(String, String)> = Vec::new();
     for (i, d) in raw.data_files.iter().enumerate() {
         check_file_name(&format!("data_files[{i}].file"), &d.file)?;
         check_sha_field(&format!("data_files[{i}].sha256"), &d.sha256)?;
-        hashes.push((
-            d.file.clone(),
-            format!("data_files[{i}].sha256"),
-            d.sha256.clone(),
-        ));
-    }
-    for (file, field, sha) in &hashes {
-        verify_file(dir, file, field, sha)?;
+        if data_shas.iter().any(|(n, _)| *n == d.file) {
+            return Err(merr(
+                format!("data_files[{i}].file"),
+                format!("`{}` is listed twice", d.file),
+            ));
+        }
+        data_shas.push((d.file.clone(), d.sha256.clone()));
     }
 
     Ok(Bundle {
@@ -793,11 +829,13 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         mean: norm.mean.clone(),
         std: norm.std.clone(),
         side_features,
-        trunk: trunk.map(|(t, _)| t),
+        trunk,
         stages,
         root,
         order,
         skip_below: skip,
+        data_shas,
+        data: Vec::new(),
     })
 }
 
@@ -835,7 +873,7 @@ mod tests {
     }
 
     #[test]
-    fn valid_tree_reaches_hashing() {
+    fn valid_tree_is_accepted() {
         let m = manifest(vec![
             stage(
                 "a",
@@ -848,8 +886,10 @@ mod tests {
                 json!([0.25, 0.75]),
             ),
         ]);
-        let e = check(m).unwrap_err().to_string();
-        assert!(e.contains("a.onnx") && e.contains("cannot read"), "{e}");
+        // Files are read by `Bundle::load`, after validation.
+        let b = check(m).unwrap();
+        assert_eq!(b.stages.len(), 2);
+        assert!(b.stages[0].model.bytes.is_none());
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! pays for one.
 
 use std::ops::{Deref, DerefMut};
-use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use ort::ep;
@@ -18,7 +17,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use crate::cascade::Scratch;
 use crate::error::{Error, Result};
-use crate::manifest::{Bundle, Source, TensorDecl};
+use crate::manifest::{Bundle, ModelFile, Source, TensorDecl};
 use crate::runtime::Runtime;
 
 /// The execution provider a session is built for.
@@ -39,13 +38,20 @@ pub(crate) struct SessionSettings {
     pub intra_threads: usize,
 }
 
-/// Builds one session. Errors are returned as text; the caller decides
-/// whether they are a model-load or a provider problem.
+/// Builds one session from the model's verified bytes, its external data
+/// handed over as in-memory files, so ONNX Runtime reads nothing from disk.
+/// Errors are returned as text; the caller decides whether they are a
+/// model-load or a provider problem.
 fn build_session(
     rt: &Runtime,
-    path: &Path,
+    bundle: &Bundle,
+    model: &ModelFile,
     s: &SessionSettings,
 ) -> std::result::Result<Session, String> {
+    let bytes = model
+        .bytes
+        .as_ref()
+        .ok_or_else(|| "the model file was not read".to_string())?;
     let mut b = Session::builder(&rt.env)
         .map_err(|e| e.to_string())?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -69,7 +75,16 @@ fn build_session(
             .with_execution_providers([cuda])
             .map_err(|e| e.to_string())?;
     }
-    b.commit_from_file(path).map_err(|e| e.to_string())
+    for &i in &model.data {
+        let (name, blob) = bundle
+            .data
+            .get(i)
+            .ok_or_else(|| format!("external data #{i} was not read"))?;
+        b = b
+            .with_external_initializer_file_in_memory(name, blob.0.clone())
+            .map_err(|e| format!("external data `{name}`: {e}"))?;
+    }
+    b.commit_from_memory(&bytes.0).map_err(|e| e.to_string())
 }
 
 /// Checks a session's declared inputs and output against the manifest and
@@ -189,16 +204,18 @@ pub(crate) struct Models {
     pub stages: Vec<Model>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_model(
     rt: &Runtime,
     bundle: &Bundle,
     file: &str,
+    model: &ModelFile,
     field: &str,
     inputs: &[(TensorDecl, Source)],
     output: &TensorDecl,
     s: &SessionSettings,
 ) -> Result<Model> {
-    let session = build_session(rt, &bundle.path(file), s).map_err(|e| match s.ep {
+    let session = build_session(rt, bundle, model, s).map_err(|e| match s.ep {
         Ep::Cpu => Error::model(file, "(onnx)", e),
         Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
     })?;
@@ -220,6 +237,7 @@ impl Models {
                 rt,
                 bundle,
                 &t.file,
+                &t.model,
                 "trunk",
                 &[(t.input.clone(), Source::Block)],
                 &t.output,
@@ -232,6 +250,7 @@ impl Models {
                 rt,
                 bundle,
                 &st.file,
+                &st.model,
                 &format!("stages[{i}]"),
                 &st.inputs,
                 &st.output,

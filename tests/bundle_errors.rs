@@ -70,8 +70,99 @@ fn intact_copy_loads() {
 fn missing_bundle_dir() {
     expect_model_error(
         Path::new("/nonexistent/av1part-bundle"),
-        &["manifest.json", "cannot read"],
+        &["av1part-bundle", "manifest.json", "cannot open"],
     );
+}
+
+#[test]
+fn emptied_data_files_is_refused() {
+    // The ONNX files still reference backbone.data, now unlisted: its
+    // bytes would no longer be hash-checked.
+    edit(
+        |m| m["data_files"] = serde_json::json!([]),
+        &["backbone.data", "data_files", "does not list"],
+    );
+}
+
+#[test]
+fn duplicate_data_file_is_refused() {
+    edit(
+        |m| {
+            let d = m["data_files"][0].clone();
+            m["data_files"].as_array_mut().unwrap().push(d);
+        },
+        &["data_files[1].file", "listed twice"],
+    );
+}
+
+#[test]
+fn every_weight_is_hash_checked() {
+    // Changing one byte of the external data fails the load.
+    let d = copy_tiny();
+    let p = d.path().join("backbone.data");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n / 3] ^= 0x40;
+    std::fs::write(&p, b).unwrap();
+    expect_model_error(d.path(), &["backbone.data", "SHA-256 mismatch"]);
+}
+
+#[test]
+fn stage_symlinked_outside_the_bundle_is_refused() {
+    let d = copy_tiny();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("stage2.onnx");
+    std::fs::rename(d.path().join("stage2.onnx"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, d.path().join("stage2.onnx")).unwrap();
+    expect_model_error(d.path(), &["stage2.onnx", "outside the bundle directory"]);
+}
+
+#[test]
+fn symlink_inside_the_bundle_is_accepted() {
+    let d = copy_tiny();
+    std::fs::create_dir(d.path().join("models")).unwrap();
+    std::fs::rename(
+        d.path().join("stage2.onnx"),
+        d.path().join("models/stage2.onnx"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("models/stage2.onnx", d.path().join("stage2.onnx")).unwrap();
+    Context::new(&common::config(d.path())).unwrap();
+}
+
+#[test]
+fn model_file_linked_to_dev_zero_is_refused() {
+    let d = copy_tiny();
+    std::fs::remove_file(d.path().join("stage1.onnx")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", d.path().join("stage1.onnx")).unwrap();
+    expect_model_error(d.path(), &["stage1.onnx", "outside the bundle directory"]);
+}
+
+#[test]
+fn manifest_fifo_does_not_hang() {
+    let d = copy_tiny();
+    let m = d.path().join("manifest.json");
+    std::fs::remove_file(&m).unwrap();
+    let c = std::ffi::CString::new(m.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0);
+    let t0 = std::time::Instant::now();
+    expect_model_error(d.path(), &["manifest.json", "a FIFO"]);
+    assert!(t0.elapsed().as_secs() < 10);
+}
+
+#[test]
+fn oversized_manifest_is_refused() {
+    let d = copy_tiny();
+    let mut text = std::fs::read_to_string(d.path().join("manifest.json")).unwrap();
+    text.push_str(&" ".repeat(1 << 20));
+    std::fs::write(d.path().join("manifest.json"), text).unwrap();
+    expect_model_error(d.path(), &["manifest.json", "over the limit"]);
+}
+
+extern "C" {
+    #[link_name = "mkfifo"]
+    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
 }
 
 #[test]

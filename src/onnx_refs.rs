@@ -1,0 +1,247 @@
+//! The external-data files an ONNX model references.
+//!
+//! A tensor in an ONNX file can keep its bytes in another file
+//! (`TensorProto.data_location = EXTERNAL`, with a `location` entry in
+//! `external_data`). The manifest must list every such file so that its
+//! hash is checked; this module finds them without ONNX Runtime, by walking
+//! the protobuf wire format of `ModelProto` down to every `TensorProto`:
+//! graph initializers, sparse initializers, node attributes (tensors and
+//! subgraphs, recursively), functions and training graphs.
+//!
+//! Only the fields on those paths are interpreted; everything else is
+//! skipped by wire type. Malformed input is an error, never a panic, and
+//! nesting is bounded.
+
+use std::collections::BTreeSet;
+
+/// Deepest message nesting followed (subgraphs inside attributes).
+const MAX_DEPTH: usize = 64;
+
+/// What a message's fields lead to, for the fields we follow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Msg {
+    Model,
+    Graph,
+    Node,
+    Attribute,
+    Tensor,
+    SparseTensor,
+    Function,
+    TrainingInfo,
+    StringEntry,
+}
+
+/// The sub-message kind of `field` in a message of kind `m`, if followed.
+fn child(m: Msg, field: u64) -> Option<Msg> {
+    use Msg::*;
+    match (m, field) {
+        (Model, 7) => Some(Graph),
+        (Model, 20) => Some(TrainingInfo),
+        (Model, 25) => Some(Function),
+        (TrainingInfo, 1 | 2) => Some(Graph),
+        (Graph, 1) => Some(Node),
+        (Graph, 5) => Some(Tensor),
+        (Graph, 15) => Some(SparseTensor),
+        (Function, 7) => Some(Node),
+        (Node, 5) => Some(Attribute),
+        (Attribute, 5 | 10) => Some(Tensor),
+        (Attribute, 6 | 11) => Some(Graph),
+        (Attribute, 22 | 23) => Some(SparseTensor),
+        (SparseTensor, 1 | 2) => Some(Tensor),
+        (Tensor, 13) => Some(StringEntry),
+        _ => None,
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or("truncated varint")?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<&'a [u8], String> {
+        let n = usize::try_from(n).map_err(|_| "length overflows")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("length runs past the end")?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+/// One tensor's external-data facts.
+#[derive(Default)]
+struct TensorRefs {
+    external: bool,
+    location: Option<String>,
+}
+
+fn walk(
+    buf: &[u8],
+    m: Msg,
+    depth: usize,
+    out: &mut BTreeSet<String>,
+    tensor: &mut TensorRefs,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("messages nested deeper than {MAX_DEPTH}"));
+    }
+    let mut r = Reader { buf, pos: 0 };
+    let (mut key, mut value) = (None::<String>, None::<String>);
+    while r.pos < buf.len() {
+        let tag = r.varint()?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        if field == 0 {
+            return Err("field number 0".into());
+        }
+        match wire {
+            0 => {
+                let v = r.varint()?;
+                if m == Msg::Tensor && field == 14 {
+                    tensor.external = v == 1;
+                }
+            }
+            1 => {
+                r.bytes(8)?;
+            }
+            5 => {
+                r.bytes(4)?;
+            }
+            2 => {
+                let len = r.varint()?;
+                let body = r.bytes(len)?;
+                if m == Msg::StringEntry {
+                    let s = String::from_utf8_lossy(body).into_owned();
+                    match field {
+                        1 => key = Some(s),
+                        2 => value = Some(s),
+                        _ => {}
+                    }
+                } else if let Some(c) = child(m, field) {
+                    if c == Msg::Tensor {
+                        let mut t = TensorRefs::default();
+                        walk(body, c, depth + 1, out, &mut t)?;
+                        match (t.external, t.location) {
+                            (true, Some(loc)) => {
+                                out.insert(loc);
+                            }
+                            (true, None) => {
+                                return Err("a tensor stored externally has no `location`".into())
+                            }
+                            (false, _) => {}
+                        }
+                    } else {
+                        walk(body, c, depth + 1, out, tensor)?;
+                    }
+                }
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        }
+    }
+    if m == Msg::StringEntry && key.as_deref() == Some("location") {
+        tensor.location = value;
+    }
+    Ok(())
+}
+
+/// The `location`s of every externally stored tensor in the ONNX model
+/// `bytes`, or why the bytes are not a readable ONNX model.
+pub(crate) fn external_data_files(bytes: &[u8]) -> Result<BTreeSet<String>, String> {
+    let mut out = BTreeSet::new();
+    walk(bytes, Msg::Model, 0, &mut out, &mut TensorRefs::default())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(num: u64, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut put = |mut x: u64| loop {
+            let b = (x & 0x7f) as u8;
+            x >>= 7;
+            if x == 0 {
+                v.push(b);
+                break;
+            }
+            v.push(b | 0x80);
+        };
+        put((num << 3) | 2);
+        put(body.len() as u64);
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn external_tensor(loc: &str) -> Vec<u8> {
+        let mut entry = field(1, b"location");
+        entry.extend(field(2, loc.as_bytes()));
+        let mut t = field(8, b"w"); // name
+        t.extend(field(13, &entry));
+        t.extend([14 << 3, 1]); // data_location = EXTERNAL
+        t
+    }
+
+    #[test]
+    fn finds_initializer_and_attribute_tensors() {
+        let init = field(5, &external_tensor("a.data"));
+        let attr = field(5, &field(5, &external_tensor("b.data")));
+        let node = field(1, &attr);
+        let mut graph = init;
+        graph.extend(node);
+        let model = field(7, &graph);
+        let got = external_data_files(&model).unwrap();
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec!["a.data", "b.data"]);
+    }
+
+    #[test]
+    fn subgraphs_and_inline_tensors() {
+        // A tensor with a location entry but no EXTERNAL flag is inline.
+        let mut inline = external_tensor("c.data");
+        inline.truncate(inline.len() - 2);
+        let sub = field(5, &external_tensor("d.data"));
+        let attr = field(6, &sub); // attribute g = subgraph
+        let mut graph = field(5, &inline);
+        graph.extend(field(1, &field(5, &attr)));
+        let got = external_data_files(&field(7, &graph)).unwrap();
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec!["d.data"]);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        assert!(external_data_files(&[0x3a, 0x05, 0x01]).is_err()); // short body
+        assert!(external_data_files(&[0xff; 12]).is_err()); // endless varint
+        assert!(external_data_files(&[0x00]).is_err()); // field 0
+        // graph -> node -> attribute -> subgraph, 100 times over
+        let mut deep = Vec::new();
+        for _ in 0..100 {
+            deep = field(1, &field(5, &field(6, &deep)));
+        }
+        let e = external_data_files(&field(7, &deep)).unwrap_err();
+        assert!(e.contains("nested"), "{e}");
+        let mut t = field(8, b"w");
+        t.extend([14 << 3, 1]);
+        let e = external_data_files(&field(7, &field(5, &t))).unwrap_err();
+        assert!(e.contains("location"), "{e}");
+        assert!(external_data_files(b"").unwrap().is_empty());
+    }
+}
