@@ -34,6 +34,24 @@
 #define AV1PART_MAX_STAGES 9
 
 /**
+ * Largest accepted deviation from 1 of the sum of one stage's output
+ * row. A stage whose row sums to more or less fails the call with
+ * `AV1PART_STATUS_INFERENCE`, naming the stage.
+ */
+#define PROB_SUM_TOLERANCE 1e-3
+
+/**
+ * Default `decision_grid`: each stage's probabilities are rounded to
+ * multiples of 1/1024 before decisions are taken (see `Av1partConfig`).
+ */
+#define DEFAULT_DECISION_GRID 1024
+
+/**
+ * Largest accepted `decision_grid`.
+ */
+#define MAX_DECISION_GRID (1 << 16)
+
+/**
  * `Av1partPrediction.flags`: the block reaches past the right or bottom
  * frame edge (frame prediction only); samples outside the frame were
  * replicated from the last column/row, like the encoder's border extension.
@@ -268,10 +286,22 @@ typedef struct Av1partConfig {
      */
     int32_t frame_threads;
     /**
+     * Decision grid, for decisions that are the same on every machine.
+     * Each stage's probabilities are rounded to multiples of
+     * `1 / decision_grid` before the cascade's run/skip decisions and the
+     * partition are taken from them, so CPUs with other instruction sets
+     * (AVX2, AVX-512) and CUDA give the same partition except on exact grid
+     * ties. The probabilities returned are never rounded. 0 (default):
+     * `AV1PART_DEFAULT_DECISION_GRID` (1024); negative: no rounding
+     * (decisions from the raw probabilities); otherwise a power of two in
+     * 2..=`AV1PART_MAX_DECISION_GRID`.
+     */
+    int32_t decision_grid;
+    /**
      * Reserved for future fields; must be zero (`av1part_config_default()`
      * zeroes it).
      */
-    uint8_t reserved[60];
+    uint8_t reserved[56];
 } Av1partConfig;
 
 /**
@@ -336,7 +366,8 @@ typedef struct Av1partBlock {
      */
     int32_t frame_type;
     /**
-     * Reserved; set to zero.
+     * Reserved for future fields; must be zero, else the call fails with
+     * `AV1PART_STATUS_INVALID_ARGUMENT`.
      */
     uint8_t reserved[16];
 } Av1partBlock;
@@ -345,8 +376,11 @@ typedef struct Av1partBlock {
  * The prediction for one 16×16 block.
  *
  * Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
- * are non-negative and sum to 1 (up to float rounding); `partition` is
- * their argmax, the lowest partition number on a tie.
+ * are non-negative and sum to 1 (each stage's row is checked to sum to 1
+ * within [`PROB_SUM_TOLERANCE`]). `partition` is the argmax of the same
+ * cascade computed on each stage's probabilities rounded to the decision
+ * grid (unrounded with `decision_grid = 0`), the lowest partition number on
+ * a tie.
  */
 typedef struct Av1partPrediction {
     /**
@@ -444,7 +478,8 @@ typedef struct Av1partFrame {
      */
     int32_t frame_type;
     /**
-     * Reserved; set to zero.
+     * Reserved for future fields; must be zero, else the call fails with
+     * `AV1PART_STATUS_INVALID_ARGUMENT`.
      */
     uint8_t reserved[16];
 } Av1partFrame;
@@ -575,6 +610,13 @@ int32_t av1part_context_stage_class_target(const struct Av1partContext *ctx,
 double av1part_context_skip_below(const struct Av1partContext *ctx);
 
 /**
+ * The decision grid in effect (see `Av1partConfig.decision_grid`): 0 when
+ * decisions are taken on unrounded probabilities, else the grid (e.g.
+ * 1024). -1 for a NULL context.
+ */
+int32_t av1part_context_decision_grid(const struct Av1partContext *ctx);
+
+/**
  * 1 when the bundle's predictions depend on the previous source frame
  * (a `prev_y` channel or a `has_prev` side feature), else 0 (also for a
  * NULL context). When 0, callers may pass NULL `prev_y` at no loss.
@@ -627,9 +669,13 @@ Av1partStatus av1part_predict_blocks(const struct Av1partContext *ctx,
  * encoder's border extension) and carry `AV1PART_PREDICTION_FLAG_PARTIAL`.
  *
  * `frame` is borrowed. `out` holds `out_capacity` elements; at least the
- * block count is needed (else `INVALID_ARGUMENT`). The first
- * block-count elements are cleared on entry and filled only on success.
- * Odd or non-positive sizes are `INVALID_ARGUMENT`. Thread-safe.
+ * block count is needed. On entry the first `min(out_capacity, block
+ * count)` elements are cleared (partition -1, zeros); none are touched
+ * when `frame` is NULL or its size is invalid. The block-count elements
+ * are filled only on success. When `out_capacity` is below the block count
+ * the call fails with `INVALID_ARGUMENT` and the `out_capacity` elements
+ * stay cleared. Odd or non-positive sizes are `INVALID_ARGUMENT`.
+ * Thread-safe.
  */
 Av1partStatus av1part_predict_frame(const struct Av1partContext *ctx,
                                     const struct Av1partFrame *frame,

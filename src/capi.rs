@@ -115,9 +115,19 @@ pub struct Av1partConfig {
     /// (started and joined within the call); 0 (default) means
     /// `max_sessions`, 1 runs on the calling thread only.
     pub frame_threads: i32,
+    /// Decision grid, for decisions that are the same on every machine.
+    /// Each stage's probabilities are rounded to multiples of
+    /// `1 / decision_grid` before the cascade's run/skip decisions and the
+    /// partition are taken from them, so CPUs with other instruction sets
+    /// (AVX2, AVX-512) and CUDA give the same partition except on exact grid
+    /// ties. The probabilities returned are never rounded. 0 (default):
+    /// `AV1PART_DEFAULT_DECISION_GRID` (1024); negative: no rounding
+    /// (decisions from the raw probabilities); otherwise a power of two in
+    /// 2..=`AV1PART_MAX_DECISION_GRID`.
+    pub decision_grid: i32,
     /// Reserved for future fields; must be zero (`av1part_config_default()`
     /// zeroes it).
-    pub reserved: [u8; 60],
+    pub reserved: [u8; 56],
 }
 
 /// One 16×16 4:2:0 source block and its side information.
@@ -157,7 +167,8 @@ pub struct Av1partBlock {
     pub base_qindex: i32,
     /// An `Av1partFrameType`.
     pub frame_type: i32,
-    /// Reserved; set to zero.
+    /// Reserved for future fields; must be zero, else the call fails with
+    /// `AV1PART_STATUS_INVALID_ARGUMENT`.
     pub reserved: [u8; 16],
 }
 
@@ -197,7 +208,8 @@ pub struct Av1partFrame {
     pub base_qindex: i32,
     /// An `Av1partFrameType`.
     pub frame_type: i32,
-    /// Reserved; set to zero.
+    /// Reserved for future fields; must be zero, else the call fails with
+    /// `AV1PART_STATUS_INVALID_ARGUMENT`.
     pub reserved: [u8; 16],
 }
 
@@ -370,7 +382,19 @@ fn bit_depth(bd: i32) -> Result<u32> {
     }
 }
 
+/// A caller built against a newer header may have set a field this library
+/// does not know; refusing beats silently ignoring it.
+fn check_reserved(bytes: &[u8], name: &str) -> Result<()> {
+    if bytes.iter().any(|&b| b != 0) {
+        return Err(Error::invalid(format!(
+            "{name}->reserved is not all zero (zero-initialise the struct)"
+        )));
+    }
+    Ok(())
+}
+
 fn block_from_c<'a>(b: &Av1partBlock) -> Result<Block<'a>> {
+    check_reserved(&b.reserved, "block")?;
     let bps = b.bytes_per_sample;
     let bd = bit_depth(b.bit_depth)?;
     Ok(Block {
@@ -388,6 +412,7 @@ fn block_from_c<'a>(b: &Av1partBlock) -> Result<Block<'a>> {
 }
 
 fn frame_from_c<'a>(f: &Av1partFrame) -> Result<Frame<'a>> {
+    check_reserved(&f.reserved, "frame")?;
     // Positive and even sizes are checked by the caller (block count) and
     // again by `Frame::validate`.
     let dim = |v: i32, name: &str| {
@@ -534,7 +559,8 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
         max_sessions: 0,
         skip_below: -1.0,
         frame_threads: 0,
-        reserved: [0; 60],
+        decision_grid: 0,
+        reserved: [0; 56],
     };
     // SAFETY: non-NULL `cfg` points to caller-owned writable storage for an
     // Av1partConfig (documented); write() does not read the old value.
@@ -565,13 +591,16 @@ pub unsafe extern "C" fn av1part_context_new(
         // SAFETY: `out` is non-NULL and points to writable storage (documented).
         unsafe { out.write(std::ptr::null_mut()) };
         let c = arg(cfg, "cfg")?;
-        // A caller built against a newer header may have set a field this
-        // library does not know; refusing beats silently ignoring it.
         if c.reserved.iter().any(|&b| b != 0) {
             return Err(Error::invalid(
                 "cfg->reserved is not all zero (fill the config with av1part_config_default())",
             ));
         }
+        let decision_grid = match c.decision_grid {
+            0 => crate::DEFAULT_DECISION_GRID,
+            g if g < 0 => 0,
+            g => g as u32,
+        };
         let model_dir = c_path(c.model_dir, "model_dir")?
             .ok_or_else(|| Error::invalid("cfg->model_dir is NULL"))?;
         let provider = match c.execution_provider {
@@ -607,6 +636,7 @@ pub unsafe extern "C" fn av1part_context_new(
                 Some(c.skip_below)
             },
             frame_threads: nonneg(c.frame_threads, "frame_threads")?,
+            decision_grid,
         };
         let ctx = Context::new(&config)?;
         let boxed = Box::new(Av1partContext {
@@ -767,6 +797,16 @@ pub unsafe extern "C" fn av1part_context_skip_below(ctx: *const Av1partContext) 
     guard_value(-1.0, || ctx_ref(ctx).map_or(-1.0, |c| c.ctx.skip_below()))
 }
 
+/// The decision grid in effect (see `Av1partConfig.decision_grid`): 0 when
+/// decisions are taken on unrounded probabilities, else the grid (e.g.
+/// 1024). -1 for a NULL context.
+#[no_mangle]
+pub unsafe extern "C" fn av1part_context_decision_grid(ctx: *const Av1partContext) -> i32 {
+    guard_value(-1, || {
+        ctx_ref(ctx).map_or(-1, |c| c.ctx.decision_grid() as i32)
+    })
+}
+
 /// 1 when the bundle's predictions depend on the previous source frame
 /// (a `prev_y` channel or a `has_prev` side feature), else 0 (also for a
 /// NULL context). When 0, callers may pass NULL `prev_y` at no loss.
@@ -855,9 +895,13 @@ pub unsafe extern "C" fn av1part_predict_blocks(
 /// encoder's border extension) and carry `AV1PART_PREDICTION_FLAG_PARTIAL`.
 ///
 /// `frame` is borrowed. `out` holds `out_capacity` elements; at least the
-/// block count is needed (else `INVALID_ARGUMENT`). The first
-/// block-count elements are cleared on entry and filled only on success.
-/// Odd or non-positive sizes are `INVALID_ARGUMENT`. Thread-safe.
+/// block count is needed. On entry the first `min(out_capacity, block
+/// count)` elements are cleared (partition -1, zeros); none are touched
+/// when `frame` is NULL or its size is invalid. The block-count elements
+/// are filled only on success. When `out_capacity` is below the block count
+/// the call fails with `INVALID_ARGUMENT` and the `out_capacity` elements
+/// stay cleared. Odd or non-positive sizes are `INVALID_ARGUMENT`.
+/// Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_predict_frame(
     ctx: *const Av1partContext,
@@ -874,17 +918,19 @@ pub unsafe extern "C" fn av1part_predict_frame(
                 f.width, f.height
             )));
         }
-        if out_capacity < count {
-            return Err(Error::invalid(format!(
-                "out_capacity {out_capacity} is below the {count} predictions of a {}×{} frame",
-                f.width, f.height
-            )));
-        }
-        Ok(count)
+        Ok((count, f.width, f.height))
     }) {
         Ok(c) => c,
         Err(s) => return s,
     };
+    let (count, width, height) = count;
+    if out_capacity < count {
+        return predict_entry(out, out_capacity, |_| {
+            Err(Error::invalid(format!(
+                "out_capacity {out_capacity} is below the {count} predictions of a {width}×{height} frame"
+            )))
+        });
+    }
     predict_entry(out, count, |out| {
         let c = ctx_ref(ctx).ok_or_else(|| Error::invalid("ctx is NULL"))?;
         let frame = frame_from_c(arg(frame, "frame")?)?;

@@ -6,6 +6,13 @@
 //! a skipped stage hands its mass to the partitions through its subtree's
 //! priors. Nothing is allocated once the buffers have grown to the largest
 //! chunk seen.
+//!
+//! Decisions (which stages run, and the partition) are taken on a second
+//! set of masses built from each stage's probabilities rounded to the
+//! decision grid (multiples of `1/grid`), so that ONNX Runtime's last-bit
+//! differences between instruction sets and providers cannot change them,
+//! except on exact grid ties. The probabilities returned are the unrounded
+//! ones. With `grid = 0` both sets are the same.
 
 use ort::session::SessionInputValue;
 use ort::value::TensorRef;
@@ -16,7 +23,7 @@ use crate::preprocess::{BlockSource, TensorLayout};
 use crate::session::{Model, Worker};
 use crate::{
     Prediction, MAX_STAGES, NUM_PARTITIONS, PREDICTION_FLAG_HAS_PREV, PREDICTION_FLAG_PARTIAL,
-    PREDICTION_FLAG_SKIPPED,
+    PREDICTION_FLAG_SKIPPED, PROB_SUM_TOLERANCE,
 };
 
 /// Largest number of blocks sent to ONNX Runtime in one run.
@@ -34,6 +41,9 @@ pub(crate) struct Scratch {
     mass: Vec<f64>,
     /// Probabilities being accumulated, `[block][partition]`.
     probs: Vec<[f64; NUM_PARTITIONS]>,
+    /// `mass` and `probs` from grid-rounded stage outputs (decisions).
+    dmass: Vec<f64>,
+    dprobs: Vec<[f64; NUM_PARTITIONS]>,
     /// Blocks a stage runs on.
     selected: Vec<usize>,
 }
@@ -87,12 +97,54 @@ fn run_model(
     Ok(())
 }
 
+/// A stage probability rounded to the decision grid (`grid` = 0: as is).
+/// `p * grid` is exact for a power-of-two grid, and the rounding is
+/// half away from zero, so equal inputs give equal outputs everywhere.
+#[inline]
+pub(crate) fn on_grid(p: f32, grid: u32) -> f64 {
+    if grid == 0 {
+        f64::from(p)
+    } else {
+        (f64::from(p) * f64::from(grid)).round() / f64::from(grid)
+    }
+}
+
+/// Checks one stage output row: finite probabilities in [0, 1] that sum to
+/// 1 within [`PROB_SUM_TOLERANCE`].
+fn check_row(stage: &str, block: usize, row: &[f32]) -> Result<()> {
+    let tol = PROB_SUM_TOLERANCE;
+    if let Some(p) = row
+        .iter()
+        .find(|p| !(p.is_finite() && (0.0..=1.0 + tol).contains(*p)))
+    {
+        return Err(Error::inference(format!(
+            "stage `{stage}`: block {block}: output {row:?} is not probabilities (value {p})"
+        )));
+    }
+    let sum: f64 = row.iter().map(|&p| f64::from(p)).sum();
+    if (sum - 1.0).abs() > f64::from(tol) {
+        return Err(Error::inference(format!(
+            "stage `{stage}`: block {block}: output {row:?} sums to {sum}, not 1 (tolerance {tol})"
+        )));
+    }
+    Ok(())
+}
+
 /// Copies the `selected` rows of `src` (rows of `len`) into `dst`.
 fn gather(dst: &mut Vec<f32>, src: &[f32], len: usize, selected: &[usize]) {
     dst.clear();
     for &n in selected {
         dst.extend_from_slice(&src[n * len..(n + 1) * len]);
     }
+}
+
+/// How a chunk's decisions are taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decisions {
+    /// A stage runs on a block when the mass reaching it is at least this.
+    pub skip_below: f64,
+    /// Decision grid (a power of two), or 0 for unrounded decisions.
+    pub grid: u32,
 }
 
 /// Predicts `blocks.len()` (≤ [`CHUNK`]) blocks into `out`; `first` is the
@@ -102,10 +154,11 @@ pub(crate) fn run_chunk(
     worker: &mut Worker,
     bundle: &Bundle,
     layout: &TensorLayout,
-    skip_below: f64,
+    decisions: Decisions,
     blocks: &[BlockSource<'_>],
     out: &mut [Prediction],
 ) -> Result<()> {
+    let Decisions { skip_below, grid } = decisions;
     let n = blocks.len();
     debug_assert_eq!(n, out.len());
     let Worker {
@@ -166,6 +219,10 @@ pub(crate) fn run_chunk(
     sc.mass[bundle.root * n..(bundle.root + 1) * n].fill(1.0);
     sc.probs.clear();
     sc.probs.resize(n, [0.0; NUM_PARTITIONS]);
+    sc.dmass.clear();
+    sc.dmass.extend_from_slice(&sc.mass);
+    sc.dprobs.clear();
+    sc.dprobs.resize(n, [0.0; NUM_PARTITIONS]);
     for (p, b) in out.iter_mut().zip(blocks) {
         *p = Prediction {
             num_stages: ns as u32,
@@ -181,21 +238,23 @@ pub(crate) fn run_chunk(
     for &s in &bundle.order {
         let stage = &bundle.stages[s];
         sc.selected.clear();
-        for (i, (&m, (acc, pred))) in sc.mass[s * n..(s + 1) * n]
-            .iter()
-            .zip(sc.probs.iter_mut().zip(out.iter_mut()))
-            .enumerate()
-        {
-            if m.is_nan() {
+        for i in 0..n {
+            let (m, dm) = (sc.mass[s * n + i], sc.dmass[s * n + i]);
+            if dm.is_nan() {
                 continue; // not reached: an ancestor was skipped
             }
-            if m >= skip_below {
+            if dm >= skip_below {
                 sc.selected.push(i);
             } else {
-                for (a, d) in acc.iter_mut().zip(&stage.leaf_dist) {
+                for ((a, da), d) in sc.probs[i]
+                    .iter_mut()
+                    .zip(sc.dprobs[i].iter_mut())
+                    .zip(&stage.leaf_dist)
+                {
                     *a += m * d;
+                    *da += dm * d;
                 }
-                pred.flags |= PREDICTION_FLAG_SKIPPED;
+                out[i].flags |= PREDICTION_FLAG_SKIPPED;
             }
         }
         let m_rows = sc.selected.len();
@@ -223,6 +282,8 @@ pub(crate) fn run_chunk(
         let selected = &sc.selected;
         let mass = &mut sc.mass;
         let probs = &mut sc.probs;
+        let dmass = &mut sc.dmass;
+        let dprobs = &mut sc.dprobs;
         let what = stage.name.as_str();
         run_model(
             &mut models.stages[s],
@@ -231,24 +292,23 @@ pub(crate) fn run_chunk(
             [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
             k,
             |j, row| {
-                if row
-                    .iter()
-                    .any(|p| !(p.is_finite() && (0.0..=1.0 + 1e-4).contains(p)))
-                {
-                    return Err(Error::inference(format!(
-                        "{what}: output {row:?} is not probabilities"
-                    )));
-                }
                 let i = selected[j];
-                let m = mass[s * n + i];
+                check_row(what, first + i, row)?;
+                let (m, dm) = (mass[s * n + i], dmass[s * n + i]);
                 let pred = &mut out[i];
                 pred.stages_run |= 1 << s;
                 pred.stage_probabilities[s][..k].copy_from_slice(row);
                 for (c, &p) in stage.classes.iter().zip(row) {
-                    let mk = m * p as f64;
+                    let (mk, dk) = (m * f64::from(p), dm * on_grid(p, grid));
                     match c.target {
-                        Target::Leaf(l) => probs[i][l as usize] += mk,
-                        Target::Stage(t) => mass[t * n + i] = mk,
+                        Target::Leaf(l) => {
+                            probs[i][l as usize] += mk;
+                            dprobs[i][l as usize] += dk;
+                        }
+                        Target::Stage(t) => {
+                            mass[t * n + i] = mk;
+                            dmass[t * n + i] = dk;
+                        }
                     }
                 }
                 Ok(())
@@ -256,17 +316,73 @@ pub(crate) fn run_chunk(
         )?;
     }
 
-    // 4. Final probabilities and argmax (lowest index on a tie).
-    for (p, acc) in out.iter_mut().zip(&sc.probs) {
-        let mut best = 0usize;
-        for (j, v) in acc.iter().enumerate() {
-            p.probabilities[j] = *v as f32;
-            if p.probabilities[j] > p.probabilities[best] {
-                best = j;
-            }
+    // 4. Final probabilities, and the argmax of the decision probabilities
+    //    (lowest index on a tie). Unrounded, the argmax is taken on the f32
+    //    values returned, so that it agrees with them exactly.
+    for ((p, acc), dacc) in out.iter_mut().zip(&sc.probs).zip(&sc.dprobs) {
+        for (dst, v) in p.probabilities.iter_mut().zip(acc) {
+            *dst = *v as f32;
         }
-        p.partition = best as i32;
+        p.partition = if grid == 0 {
+            argmax(&p.probabilities.map(f64::from))
+        } else {
+            argmax(dacc)
+        } as i32;
     }
     const _: () = assert!(MAX_STAGES <= 32, "stages_run is a u32 bit set");
     Ok(())
+}
+
+/// Index of the largest value, the lowest index on a tie.
+fn argmax(v: &[f64; NUM_PARTITIONS]) -> usize {
+    let mut best = 0usize;
+    for (j, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_rounding_is_half_away_and_exact() {
+        assert_eq!(on_grid(0.5, 1024), 0.5);
+        assert_eq!(on_grid(1.0, 1024), 1.0);
+        assert_eq!(on_grid(0.0, 1024), 0.0);
+        // 1.5/1024 rounds up, just below it rounds down
+        assert_eq!(on_grid(1.5 / 1024.0, 1024), 2.0 / 1024.0);
+        assert_eq!(on_grid(1.49 / 1024.0, 1024), 1.0 / 1024.0);
+        // values within half a step of each other land on one point
+        let a = 0.300_000_0_f32;
+        let b = 0.300_000_3_f32;
+        assert_eq!(on_grid(a, 1024), on_grid(b, 1024));
+        assert_eq!(on_grid(0.123_456_7, 0), f64::from(0.123_456_7_f32));
+    }
+
+    #[test]
+    fn row_check_names_the_stage_and_the_sum() {
+        assert!(check_row("s", 0, &[0.25, 0.75]).is_ok());
+        assert!(check_row("s", 0, &[0.2504, 0.7500]).is_ok());
+        let e = check_row("stage2", 3, &[0.9, 0.9]).unwrap_err();
+        assert_eq!(e.status(), crate::Status::Inference);
+        let m = e.to_string();
+        assert!(m.contains("stage2") && m.contains("block 3") && m.contains("sums to"), "{m}");
+        assert!(check_row("s", 0, &[0.5, 0.498]).is_err());
+        assert!(check_row("s", 0, &[f32::NAN, 1.0]).is_err());
+        assert!(check_row("s", 0, &[-0.1, 1.1]).is_err());
+    }
+
+    #[test]
+    fn argmax_takes_the_lowest_index_on_ties() {
+        let mut v = [0.0; NUM_PARTITIONS];
+        v[3] = 0.4;
+        v[5] = 0.4;
+        assert_eq!(argmax(&v), 3);
+        v[9] = 0.5;
+        assert_eq!(argmax(&v), 9);
+    }
 }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::cascade::{self, Scratch, CHUNK};
+use crate::cascade::{self, Decisions, Scratch, CHUNK};
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Target};
 use crate::preprocess::{frame_block_count, Block, BlockSource, Frame, TensorLayout};
 use crate::runtime::{self, Runtime};
 use crate::session::{Ep, Models, Pool, SessionSettings, Worker};
-use crate::Prediction;
+use crate::{Prediction, DEFAULT_DECISION_GRID, MAX_DECISION_GRID};
 
 /// Which execution provider to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +61,13 @@ pub struct Config {
     /// with its own session); 0 means `max_sessions`, 1 the calling thread
     /// only.
     pub frame_threads: usize,
+    /// Decision grid: each stage's probabilities are rounded to multiples of
+    /// `1 / decision_grid` before the run/skip decisions and the partition
+    /// are taken, so that CPUs with other instruction sets and CUDA decide
+    /// alike (except on exact grid ties). A power of two up to
+    /// [`MAX_DECISION_GRID`], or 0 for unrounded decisions. Default
+    /// [`DEFAULT_DECISION_GRID`]. Returned probabilities are never rounded.
+    pub decision_grid: u32,
 }
 
 impl Default for Config {
@@ -75,6 +82,7 @@ impl Default for Config {
             max_sessions: 0,
             skip_below: None,
             frame_threads: 0,
+            decision_grid: DEFAULT_DECISION_GRID,
         }
     }
 }
@@ -112,6 +120,7 @@ pub struct Context {
     provider: Provider,
     provider_note: String,
     skip_below: f64,
+    decision_grid: u32,
     max_sessions: usize,
     frame_threads: usize,
     stages: Vec<StageInfo>,
@@ -140,6 +149,12 @@ impl Context {
             }
             other => other,
         };
+        let g = cfg.decision_grid;
+        if g != 0 && !(g.is_power_of_two() && (2..=MAX_DECISION_GRID).contains(&g)) {
+            return Err(Error::invalid(format!(
+                "decision_grid {g} is not 0 or a power of two in 2..={MAX_DECISION_GRID}"
+            )));
+        }
         if cfg.intra_op_threads > 1024 {
             return Err(Error::invalid(format!(
                 "intra_op_threads {} is unreasonable",
@@ -236,6 +251,7 @@ impl Context {
         Ok(Context {
             layout: TensorLayout::new(&bundle),
             skip_below: skip_override.unwrap_or(bundle.skip_below),
+            decision_grid: cfg.decision_grid,
             runtime,
             bundle,
             pool,
@@ -380,7 +396,10 @@ impl Context {
             worker,
             &self.bundle,
             &self.layout,
-            self.skip_below,
+            Decisions {
+                skip_below: self.skip_below,
+                grid: self.decision_grid,
+            },
             sources,
             out,
         )
@@ -424,6 +443,11 @@ impl Context {
     /// The `skip_below` in effect.
     pub fn skip_below(&self) -> f64 {
         self.skip_below
+    }
+
+    /// The decision grid in effect (0: unrounded decisions).
+    pub fn decision_grid(&self) -> u32 {
+        self.decision_grid
     }
 
     /// Whether predictions depend on the previous source frame.

@@ -43,6 +43,18 @@ pub const MAX_CLASSES: usize = 10;
 /// per stage has at most 9); row count of `Av1partPrediction.stage_probabilities`.
 pub const MAX_STAGES: usize = 9;
 
+/// Largest accepted deviation from 1 of the sum of one stage's output
+/// row. A stage whose row sums to more or less fails the call with
+/// `AV1PART_STATUS_INFERENCE`, naming the stage.
+pub const PROB_SUM_TOLERANCE: f32 = 1e-3;
+
+/// Default `decision_grid`: each stage's probabilities are rounded to
+/// multiples of 1/1024 before decisions are taken (see `Av1partConfig`).
+pub const DEFAULT_DECISION_GRID: u32 = 1024;
+
+/// Largest accepted `decision_grid`.
+pub const MAX_DECISION_GRID: u32 = 1 << 16;
+
 /// Partition names in libaom's numbering, without the `PARTITION_` prefix.
 pub const PARTITION_NAMES: [&str; NUM_PARTITIONS] = [
     "NONE", "HORZ", "VERT", "SPLIT", "HORZ_A", "HORZ_B", "VERT_A", "VERT_B", "HORZ_4", "VERT_4",
@@ -63,8 +75,11 @@ pub const PREDICTION_FLAG_SKIPPED: u32 = 4;
 /// The prediction for one 16×16 block.
 ///
 /// Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
-/// are non-negative and sum to 1 (up to float rounding); `partition` is
-/// their argmax, the lowest partition number on a tie.
+/// are non-negative and sum to 1 (each stage's row is checked to sum to 1
+/// within [`PROB_SUM_TOLERANCE`]). `partition` is the argmax of the same
+/// cascade computed on each stage's probabilities rounded to the decision
+/// grid (unrounded with `decision_grid = 0`), the lowest partition number on
+/// a tie.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {

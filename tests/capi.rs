@@ -215,13 +215,23 @@ fn context_new_rejects_bad_arguments() {
         Status::InvalidArgument
     );
     cfg.skip_below = -1.0;
-    cfg.reserved[59] = 1;
+    cfg.reserved[55] = 1;
     assert_eq!(
         unsafe { av1part_context_new(&cfg, &mut ctx) },
         Status::InvalidArgument
     );
     assert!(last_error().contains("reserved"));
-    cfg.reserved[59] = 0;
+    cfg.reserved[55] = 0;
+    for bad in [3, 1000, 1 << 17] {
+        cfg.decision_grid = bad;
+        assert_eq!(
+            unsafe { av1part_context_new(&cfg, &mut ctx) },
+            Status::InvalidArgument,
+            "decision_grid {bad}"
+        );
+        assert!(last_error().contains("decision_grid"), "{}", last_error());
+    }
+    cfg.decision_grid = 0;
     cfg.intra_op_threads = -2;
     assert_eq!(
         unsafe { av1part_context_new(&cfg, &mut ctx) },
@@ -330,6 +340,13 @@ fn predict_block_bad_input() {
     let (st, out) = predict(&ctx, &good);
     assert_eq!(st, Status::Ok, "{}", last_error());
     assert!((0..10).contains(&out.partition));
+
+    // Reserved bytes must be zero, as in the config.
+    for i in [0, 15] {
+        let mut b = good;
+        b.reserved[i] = 0x80;
+        expect_invalid(&ctx, &b, "block->reserved");
+    }
 
     // NULL context / block / output.
     let mut out = Prediction::default();
@@ -631,8 +648,16 @@ fn predict_frame_bad_input() {
         assert_eq!(run(&fr, &mut out, 4), Status::InvalidArgument, "{w}×{h}");
         assert!(last_error().contains("even"), "{}", last_error());
     }
+    // Too small a capacity: the capacity's worth is cleared, nothing past it.
+    out.iter_mut().for_each(|p| p.partition = 77);
     assert_eq!(run(&good, &mut out, 3), Status::InvalidArgument);
     assert!(last_error().contains("out_capacity"));
+    assert!(out[..3].iter().all(|p| p.partition == -1 && p.probabilities == [0.0; 10]));
+    assert_eq!(out[3].partition, 77);
+    let mut fr = good;
+    fr.reserved[15] = 1;
+    assert_eq!(run(&fr, &mut out, 4), Status::InvalidArgument);
+    assert!(last_error().contains("frame->reserved"), "{}", last_error());
     assert_eq!(
         unsafe { av1part_predict_frame(ctx.0, &good, ptr::null_mut(), 4) },
         Status::InvalidArgument

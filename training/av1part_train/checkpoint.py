@@ -3,7 +3,9 @@
 * Stage 1: the whole model. Stages 2/3 (frozen backbone): adapters + head
   only, plus the SHA-256 of the Stage 1 checkpoint file they were trained on.
   Loading refuses a Stage 1 file with another hash.
-* Written to ``<name>.tmp`` then ``os.replace``d (no half-written file).
+* Written to ``<name>.tmp``, reloaded and re-scored from there, and only
+  then ``os.replace``d: no half-written file, and a checkpoint that fails
+  its reload check never replaces the previous one.
 * Each save is reloaded *from disk* into a freshly built model and re-scored
   on a fixed validation subset; logits differing beyond ``tol`` or a
   different metric raise CheckpointError (notes 03: a checkpoint once
@@ -42,15 +44,25 @@ def model_args(model: StageModel, cfg) -> dict:
     }
 
 
-def save_atomic(obj: dict, path: Path):
+def save_atomic(obj: dict, path: Path, verify=None):
+    """Write ``obj`` to ``<path>.tmp``; if ``verify`` is given, call it on the
+    temporary file first (it raises to refuse the file); only then replace
+    ``path``. A refused or failed save leaves the previous ``path`` as it was
+    and removes the temporary file. Returns what ``verify`` returned."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        result = verify(tmp) if verify is not None else None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+    return result
 
 
 def make_checkpoint(model: StageModel, cfg, epoch: int, metric: float, val_metrics: dict,

@@ -101,3 +101,40 @@ def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48):
                 raise
             last = e
     raise last
+
+
+def make_constant_stage(path, features_shape, side_dim: int, row) -> bytes:
+    """A stage model with the test bundle's I/O (trunk features + side) whose
+    output is the fixed row ``row`` for every block, whatever the input.
+    With a row that is not a probability distribution (e.g. [0.9, 0.9]) it
+    tests the plugin's row-sum check (tests/fixtures/, docs/CONTRACTS.md)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    feat = int(np.prod(features_shape))
+    k = len(row)
+    inits = [
+        numpy_helper.from_array(np.zeros((feat, k), np.float32), "w_features"),
+        numpy_helper.from_array(np.zeros((side_dim, k), np.float32), "w_side"),
+        numpy_helper.from_array(np.asarray(row, np.float32).reshape(1, k), "row"),
+    ]
+    nodes = [
+        helper.make_node("Flatten", ["features"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "w_features"], ["zf"]),
+        helper.make_node("MatMul", ["side", "w_side"], ["zs"]),
+        helper.make_node("Add", ["zf", "zs"], ["zero"]),
+        helper.make_node("Add", ["zero", "row"], ["probs"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "constant_stage",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", *features_shape]),
+         helper.make_tensor_value_info("side", TensorProto.FLOAT, ["N", side_dim])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", k])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="av1part_train")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+    return data

@@ -180,12 +180,10 @@ def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -
         if info.is_main:
             ck = make_checkpoint(model, cfg, epoch, f1, vm, stage1_path, train_ds.counts,
                                  optimizer=optimizer, scheduler=scheduler, extra={"member": member, "seed": seed})
-            save_atomic(ck, ckdir / "last.pt")
-            rec["reload_check"] = verify_reload(ckdir / "last.pt", [model], verify_batches, info.device,
-                                                cfg.reload_tolerance)
+            check = lambda p: verify_reload(p, [model], verify_batches, info.device, cfg.reload_tolerance)
+            rec["reload_check"] = save_atomic(ck, ckdir / "last.pt", verify=check)
             if improved:
-                save_atomic(ck, best_path)
-                verify_reload(best_path, [model], verify_batches, info.device, cfg.reload_tolerance)
+                save_atomic(ck, best_path, verify=check)
             history.append(rec)
             _write_history(out, history)
             if progress is not None:
@@ -265,17 +263,16 @@ def combine_ensemble(cfg: TrainConfig, paths: list, dest: Path) -> dict:
     ck["states"] = [s for c in cks for s in c["states"]]
     ck["members"] = [str(p) for p in paths]
     ck["optimizer"] = ck["scheduler"] = None
-    save_atomic(ck, dest)
     spec = cfg.spec()
     val_ds = BlockDataset(cfg.data, "val", spec, cfg.stage, cfg.exclude_edge, cfg.val_max_blocks, seed=cfg.seed,
                           require_all_classes=False)
     vsub = np.sort(np.random.default_rng(12345).choice(len(val_ds), min(cfg.validate_subset, len(val_ds)), replace=False))
     batches = list(iterate_batches(val_ds, vsub, 256))
-    chk = verify_reload(dest, models, batches, torch.device("cpu"), cfg.reload_tolerance)
+    check = lambda p: verify_reload(p, models, batches, torch.device("cpu"), cfg.reload_tolerance)
+    chk = save_atomic(ck, dest, verify=check)
     acc = evaluate(models, iterate_batches(val_ds, np.arange(len(val_ds)), 512), torch.device("cpu"), len(stage_classes(cfg.stage)))
     vm = summarize(acc, stage_classes(cfg.stage))
     ck["metric"] = vm["macro_f1"]
     ck["val_metrics"] = vm
-    save_atomic(ck, dest)
-    verify_reload(dest, models, batches, torch.device("cpu"), cfg.reload_tolerance)
+    save_atomic(ck, dest, verify=check)
     return {"best": str(dest), "best_val_macro_f1": vm["macro_f1"], "reload_check": chk}

@@ -1,32 +1,50 @@
 """The committed onnx/test-tiny bundle: loadable with the plugin's checks,
 its golden set reproducible from the files, non-degenerate, < 1 MB, and the
-generator still produces the same numbers."""
+generator still produces the same numbers.
+
+ONNX Runtime and PyTorch pick kernels per instruction set (AVX2, AVX-512),
+so outputs are compared with the contract's tolerance (1e-5), weights with
+a relative one, and partitions only where the top two probabilities are
+further apart than any such difference could move them."""
 import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from av1part_train.reference import ReferenceBundle
 
 BUNDLE = Path(__file__).resolve().parents[2] / "onnx" / "test-tiny"
+TOL = 1e-5          # docs/CONTRACTS.md: parity tolerance
+TIE_MARGIN = 1e-4   # top-two gap below which another CPU may pick the other
+
+
+def _same_partition(got: int, want: int, probs) -> None:
+    p = np.asarray(probs, dtype=np.float64)
+    near = set(np.flatnonzero(p.max() - p <= TIE_MARGIN).tolist())
+    if len(near) == 1:
+        assert got == want
+    else:
+        assert got in near, (got, near)
 
 
 def _check_golden(ref, g):
     blocks = g["blocks"]
     res = ref.run_blocks(blocks, g["skip_below"])
     for i, b in enumerate(blocks):
-        np.testing.assert_allclose(res.probabilities[i], b["probabilities"], atol=1e-6)
-        assert res.partition[i] == b["partition"]
+        np.testing.assert_allclose(res.probabilities[i], b["probabilities"], rtol=0, atol=TOL)
+        _same_partition(int(res.partition[i]), b["partition"], b["probabilities"])
         for s, p in b["stages"].items():
             assert p is not None  # exact mode runs every stage
-            np.testing.assert_allclose(res.stage_probs[s][i], p, atol=1e-6)
+            np.testing.assert_allclose(res.stage_probs[s][i], p, rtol=0, atol=TOL)
     for run in g["skip_runs"]:
         r = ref.run_blocks(blocks, run["skip_below"])
         nulls = 0
         for i, e in enumerate(run["results"]):
-            np.testing.assert_allclose(r.probabilities[i], e["probabilities"], atol=1e-6)
-            assert abs(sum(e["probabilities"]) - 1) < 1e-6
+            np.testing.assert_allclose(r.probabilities[i], e["probabilities"], rtol=0, atol=TOL)
+            assert abs(sum(e["probabilities"]) - 1) < TOL
             for s, p in e["stages"].items():
                 nulls += p is None
                 assert (p is None) == (not r.ran[s][i])
@@ -52,12 +70,59 @@ def test_committed_bundle_reproduces_its_golden_set():
     assert len({b["partition"] for b in blocks}) >= 4
 
 
+def _initializers(path: Path) -> list:
+    """Weights in graph order (the exporter's generated names may differ)."""
+    m = onnx.load(str(path), load_external_data=True)
+    return [onnx.numpy_helper.to_array(t) for t in m.graph.initializer]
+
+
+def _ops(path: Path) -> list:
+    m = onnx.load(str(path), load_external_data=False)
+    return [(n.op_type, len(n.input), len(n.output)) for n in m.graph.node]
+
+
 def test_generator_is_deterministic(tmp_path):
+    """Regenerating gives the same graphs, names and shapes exactly, and the
+    same weights and numbers within what another CPU's kernels can change."""
     from av1part_train.testbundle import make_test_bundle
     make_test_bundle(tmp_path / "tb")
+    new_m = json.loads((tmp_path / "tb" / "manifest.json").read_text())
+    old_m = json.loads((BUNDLE / "manifest.json").read_text())
+    def strip(m):
+        """The manifest without what the weights' last bits change: hashes and
+        the measured ORT-vs-torch differences."""
+        m = json.loads(json.dumps(m))
+        for part in [m["trunk"]] + m["stages"] + m["data_files"]:
+            part.pop("sha256")
+        m["training"].pop("export_check")
+        return json.dumps(m, sort_keys=True)
+    assert strip(new_m) == strip(old_m)
+    files = [old_m["trunk"]["file"]] + [s["file"] for s in old_m["stages"]]
+    for f in files:
+        assert _ops(tmp_path / "tb" / f) == _ops(BUNDLE / f), f
+        wa, wb = _initializers(tmp_path / "tb" / f), _initializers(BUNDLE / f)
+        assert len(wa) == len(wb), f
+        for k, (x, y) in enumerate(zip(wa, wb)):
+            assert x.shape == y.shape and x.dtype == y.dtype, (f, k)
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=f"{f}: initializer {k}")
     a = json.loads((tmp_path / "tb" / "golden.json").read_text())
     b = json.loads((BUNDLE / "golden.json").read_text())
     assert a["skip_runs"][0]["skip_below"] == b["skip_runs"][0]["skip_below"]
     for x, y in zip(a["blocks"], b["blocks"]):
-        assert x["y"] == y["y"] and x["partition"] == y["partition"]
-        np.testing.assert_allclose(x["probabilities"], y["probabilities"], atol=1e-6)
+        assert x["y"] == y["y"]
+        _same_partition(x["partition"], y["partition"], y["probabilities"])
+        np.testing.assert_allclose(x["probabilities"], y["probabilities"], rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name,row", [("stage1_rows_sum_1p8.onnx", [0.9, 0.9]),
+                                      ("stage1_rows_sum_1.onnx", [0.25, 0.75])])
+def test_row_sum_fixtures_are_reproducible(tmp_path, name, row):
+    """tests/fixtures/: constant-output stages for the plugin's row-sum check."""
+    from av1part_train.testbundle import make_constant_stage
+    committed = BUNDLE.parents[1] / "tests" / "fixtures" / name
+    assert make_constant_stage(tmp_path / name, (16, 8, 8), 3, row) == committed.read_bytes()
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(committed), providers=["CPUExecutionProvider"])
+    out = s.run(None, {"features": np.random.rand(3, 16, 8, 8).astype(np.float32),
+                       "side": np.random.rand(3, 3).astype(np.float32)})[0]
+    np.testing.assert_allclose(out, np.tile(row, (3, 1)), atol=1e-7)

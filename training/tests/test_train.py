@@ -59,6 +59,53 @@ def test_reload_mismatch_raises(tiny_hierarchy, monkeypatch, synth_dataset, tmp_
         train_stage(cfg)
 
 
+def test_failed_verification_keeps_the_previous_checkpoint(tiny_hierarchy, tmp_path):
+    """save_atomic verifies the temporary file before it replaces the old one."""
+    good = read_checkpoint(tiny_hierarchy["stage1"])
+    dest = tmp_path / "best.pt"
+    save_atomic(good, dest)
+    before = dest.read_bytes()
+    bad = dict(good)
+    bad["epoch"] = 999
+
+    def refuse(path):
+        assert Path(path).name == "best.pt.tmp" and Path(path).exists()
+        raise CheckpointError("reloaded checkpoint differs (test)")
+    with pytest.raises(CheckpointError, match="test"):
+        save_atomic(bad, dest, verify=refuse)
+    assert dest.read_bytes() == before
+    assert not (tmp_path / "best.pt.tmp").exists()
+    assert read_checkpoint(dest)["epoch"] == good["epoch"]
+    # an accepted one replaces it, and the verifier's result is returned
+    assert save_atomic(bad, dest, verify=lambda p: {"ok": str(p)}) == {"ok": str(tmp_path / "best.pt.tmp")}
+    assert read_checkpoint(dest)["epoch"] == 999
+
+
+def test_training_reload_failure_leaves_best_in_place(tiny_hierarchy, monkeypatch, synth_dataset, tmp_path):
+    """A stage run whose reload check fails writes no best.pt / last.pt over
+    the previous ones."""
+    import av1part_train.checkpoint as C
+    cfg = TrainConfig(data=str(synth_dataset), out=str(tmp_path / "r"), stage="stage2",
+                      stage1_ckpt=tiny_hierarchy["stage1"], **{**TINY, "epochs": 1})
+    train_stage(cfg)
+    ckdir = [p.parent for p in (tmp_path / "r").rglob("best.pt")]
+    assert ckdir, "first run wrote best.pt"
+    saved = {p: p.read_bytes() for d in ckdir for p in d.glob("*.pt")}
+    real = C.load_stage_models
+
+    def corrupt(*a, **kw):
+        models, ck = real(*a, **kw)
+        with torch.no_grad():
+            models[0].head.fc.bias[0] += 1.0
+        return models, ck
+    monkeypatch.setattr(C, "load_stage_models", corrupt)
+    with pytest.raises(CheckpointError, match="reloaded checkpoint differs"):
+        train_stage(cfg)
+    for p, b in saved.items():
+        assert p.read_bytes() == b, f"{p} was replaced by an unverified checkpoint"
+    assert not list((tmp_path / "r").rglob("*.tmp"))
+
+
 def test_nan_loss_raises():
     m = torch.nn.Linear(3, 2)
     batch = {"x": torch.randn(4, 3), "side": torch.zeros(4, 0), "y": torch.tensor([0, 1, 0, 1])}
