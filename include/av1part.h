@@ -38,18 +38,18 @@
  * row. A stage whose row sums to more or less fails the call with
  * `AV1PART_STATUS_INFERENCE`, naming the stage.
  */
-#define PROB_SUM_TOLERANCE 1e-3
+#define AV1PART_PROB_SUM_TOLERANCE 1e-3
 
 /**
  * Default `decision_grid`: each stage's probabilities are rounded to
  * multiples of 1/1024 before decisions are taken (see `Av1partConfig`).
  */
-#define DEFAULT_DECISION_GRID 1024
+#define AV1PART_DEFAULT_DECISION_GRID 1024
 
 /**
  * Largest accepted `decision_grid`.
  */
-#define MAX_DECISION_GRID (1 << 16)
+#define AV1PART_MAX_DECISION_GRID (1 << 16)
 
 /**
  * `Av1partPrediction.flags`: the block reaches past the right or bottom
@@ -377,7 +377,7 @@ typedef struct Av1partBlock {
  *
  * Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
  * are non-negative and sum to 1 (each stage's row is checked to sum to 1
- * within [`PROB_SUM_TOLERANCE`]). `partition` is the argmax of the same
+ * within `AV1PART_PROB_SUM_TOLERANCE`). `partition` is the argmax of the same
  * cascade computed on each stage's probabilities rounded to the decision
  * grid (unrounded with `decision_grid = 0`), the lowest partition number on
  * a tie.

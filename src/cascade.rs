@@ -238,6 +238,7 @@ pub(crate) fn run_chunk(
     for &s in &bundle.order {
         let stage = &bundle.stages[s];
         sc.selected.clear();
+        #[allow(clippy::needless_range_loop)] // five arrays indexed by block
         for i in 0..n {
             let (m, dm) = (sc.mass[s * n + i], sc.dmass[s * n + i]);
             if dm.is_nan() {
@@ -357,7 +358,7 @@ mod tests {
         assert_eq!(on_grid(1.5 / 1024.0, 1024), 2.0 / 1024.0);
         assert_eq!(on_grid(1.49 / 1024.0, 1024), 1.0 / 1024.0);
         // values within half a step of each other land on one point
-        let a = 0.300_000_0_f32;
+        let a = 0.3_f32;
         let b = 0.300_000_3_f32;
         assert_eq!(on_grid(a, 1024), on_grid(b, 1024));
         assert_eq!(on_grid(0.123_456_7, 0), f64::from(0.123_456_7_f32));

@@ -76,7 +76,7 @@ pub const PREDICTION_FLAG_SKIPPED: u32 = 4;
 ///
 /// Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
 /// are non-negative and sum to 1 (each stage's row is checked to sum to 1
-/// within [`PROB_SUM_TOLERANCE`]). `partition` is the argmax of the same
+/// within `AV1PART_PROB_SUM_TOLERANCE`). `partition` is the argmax of the same
 /// cascade computed on each stage's probabilities rounded to the decision
 /// grid (unrounded with `decision_grid = 0`), the lowest partition number on
 /// a tie.
