@@ -637,6 +637,7 @@ pub unsafe extern "C" fn av1part_context_new(
             },
             frame_threads: nonneg(c.frame_threads, "frame_threads")?,
             decision_grid,
+            ..Config::default()
         };
         let ctx = Context::new(&config)?;
         let boxed = Box::new(Av1partContext {

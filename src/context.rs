@@ -24,6 +24,22 @@ pub enum ProviderChoice {
     Cuda,
 }
 
+/// ONNX Runtime graph optimisation level (Rust API only). `All` (the
+/// default) is the fastest; the others exist to measure how much kernel
+/// choice moves the outputs (`examples/decision_paths.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphOptimization {
+    /// No graph rewriting: every node runs as exported.
+    Disabled,
+    /// Constant folding and redundant-node removal.
+    Basic,
+    /// Basic plus node fusions.
+    Extended,
+    /// Everything, layout changes included.
+    #[default]
+    All,
+}
+
 /// The execution provider actually in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -68,6 +84,8 @@ pub struct Config {
     /// [`MAX_DECISION_GRID`], or 0 for unrounded decisions. Default
     /// [`DEFAULT_DECISION_GRID`]. Returned probabilities are never rounded.
     pub decision_grid: u32,
+    /// ONNX Runtime's graph optimisation level; default `All`.
+    pub graph_optimization: GraphOptimization,
 }
 
 impl Default for Config {
@@ -83,6 +101,7 @@ impl Default for Config {
             skip_below: None,
             frame_threads: 0,
             decision_grid: DEFAULT_DECISION_GRID,
+            graph_optimization: GraphOptimization::All,
         }
     }
 }
@@ -171,6 +190,7 @@ impl Context {
             let s = SessionSettings {
                 ep: Ep::Cuda(cfg.cuda_device_id),
                 intra_threads,
+                optimization: cfg.graph_optimization,
             };
             match Models::load(&runtime, &bundle, &s) {
                 Ok(m) => chosen = Some((s.ep, m)),
@@ -190,6 +210,7 @@ impl Context {
                 let s = SessionSettings {
                     ep: Ep::Cpu,
                     intra_threads,
+                    optimization: cfg.graph_optimization,
                 };
                 (Ep::Cpu, Models::load(&runtime, &bundle, &s)?)
             }
@@ -207,7 +228,11 @@ impl Context {
             },
             n => n,
         };
-        let settings = SessionSettings { ep, intra_threads };
+        let settings = SessionSettings {
+            ep,
+            intra_threads,
+            optimization: cfg.graph_optimization,
+        };
         let (rt2, b2) = (Arc::clone(&runtime), Arc::clone(&bundle));
         let factory = Box::new(move || -> Result<Worker> {
             Ok(Worker {

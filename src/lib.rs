@@ -29,7 +29,7 @@ mod session;
 #[cfg(feature = "capi")]
 pub mod capi;
 
-pub use context::{Config, Context, Provider, ProviderChoice, StageInfo};
+pub use context::{Config, Context, GraphOptimization, Provider, ProviderChoice, StageInfo};
 pub use error::{Error, Result, Status};
 pub use preprocess::{frame_block_count, Block, Frame, FrameType, Plane, Samples, SideInfo};
 pub use runtime::ORT_LIB_ENV;

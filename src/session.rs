@@ -16,6 +16,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
 use crate::cascade::Scratch;
+use crate::context::GraphOptimization;
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, ModelFile, Source, TensorDecl};
 use crate::runtime::Runtime;
@@ -36,6 +37,8 @@ pub(crate) struct SessionSettings {
     pub ep: Ep,
     /// Intra-op threads per session (>= 1).
     pub intra_threads: usize,
+    /// Graph optimisation level.
+    pub optimization: GraphOptimization,
 }
 
 /// Builds one session from the model's verified bytes, its external data
@@ -54,7 +57,12 @@ fn build_session(
         .ok_or_else(|| "the model file was not read".to_string())?;
     let mut b = Session::builder(&rt.env)
         .map_err(|e| e.to_string())?
-        .with_optimization_level(GraphOptimizationLevel::All)
+        .with_optimization_level(match s.optimization {
+            GraphOptimization::Disabled => GraphOptimizationLevel::Disable,
+            GraphOptimization::Basic => GraphOptimizationLevel::Level1,
+            GraphOptimization::Extended => GraphOptimizationLevel::Level2,
+            GraphOptimization::All => GraphOptimizationLevel::All,
+        })
         .map_err(|e| e.to_string())?
         .with_intra_threads(s.intra_threads)
         .map_err(|e| e.to_string())?
