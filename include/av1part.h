@@ -532,6 +532,12 @@ void av1part_config_default(struct Av1partConfig *cfg);
  * Creates a context: loads ONNX Runtime (first call in the process), the
  * bundle in `cfg->model_dir` (manifest checked against every file's
  * SHA-256 and against the ONNX inputs/outputs), and one session per model.
+ * Every file the bundle reads must be a regular file inside the bundle
+ * directory (after resolving symlinks) within the size limits of
+ * `docs/CONTRACTS.md` (1 MiB for the manifest); every external-data file an
+ * ONNX file references must be listed and hash-checked. The bytes checked
+ * are the bytes ONNX Runtime loads. Nothing blocks: a FIFO or device is
+ * refused, not opened for reading.
  *
  * `cfg` is borrowed for the call only. `*out` is set to NULL on entry and
  * to the new context on success; free it with `av1part_context_free()`.
@@ -638,8 +644,11 @@ size_t av1part_frame_block_count(int32_t width, int32_t height);
  * failure. Thread-safe.
  *
  * Returns `AV1PART_STATUS_OK`, `INVALID_ARGUMENT` (NULL pointer, stride,
- * bit depth, sample above `(1 << bit_depth) - 1`, qindex, frame type),
- * `INFERENCE`, `PANIC`.
+ * bit depth, sample above `(1 << bit_depth) - 1`, qindex, frame type,
+ * non-zero `reserved` bytes), `INFERENCE` (ONNX Runtime failed, or a
+ * stage's output row is not a distribution: every value finite and in
+ * [0, 1], the row summing to 1 within `AV1PART_PROB_SUM_TOLERANCE`; the
+ * message names the stage), `PANIC`.
  */
 Av1partStatus av1part_predict_block(const struct Av1partContext *ctx,
                                     const struct Av1partBlock *block,

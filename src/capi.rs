@@ -570,6 +570,12 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
 /// Creates a context: loads ONNX Runtime (first call in the process), the
 /// bundle in `cfg->model_dir` (manifest checked against every file's
 /// SHA-256 and against the ONNX inputs/outputs), and one session per model.
+/// Every file the bundle reads must be a regular file inside the bundle
+/// directory (after resolving symlinks) within the size limits of
+/// `docs/CONTRACTS.md` (1 MiB for the manifest); every external-data file an
+/// ONNX file references must be listed and hash-checked. The bytes checked
+/// are the bytes ONNX Runtime loads. Nothing blocks: a FIFO or device is
+/// refused, not opened for reading.
 ///
 /// `cfg` is borrowed for the call only. `*out` is set to NULL on entry and
 /// to the new context on success; free it with `av1part_context_free()`.
@@ -839,8 +845,11 @@ pub extern "C" fn av1part_frame_block_count(width: i32, height: i32) -> usize {
 /// failure. Thread-safe.
 ///
 /// Returns `AV1PART_STATUS_OK`, `INVALID_ARGUMENT` (NULL pointer, stride,
-/// bit depth, sample above `(1 << bit_depth) - 1`, qindex, frame type),
-/// `INFERENCE`, `PANIC`.
+/// bit depth, sample above `(1 << bit_depth) - 1`, qindex, frame type,
+/// non-zero `reserved` bytes), `INFERENCE` (ONNX Runtime failed, or a
+/// stage's output row is not a distribution: every value finite and in
+/// [0, 1], the row summing to 1 within `AV1PART_PROB_SUM_TOLERANCE`; the
+/// message names the stage), `PANIC`.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_predict_block(
     ctx: *const Av1partContext,
