@@ -73,7 +73,9 @@ fn random_block(r: &mut Rng, i: usize) -> OwnedBlock {
         (0..n)
             .map(|k| {
                 let (x, yy) = ((k % side) as f64, (k / side) as f64);
-                let v = base + scale * (gx * x + gy * yy) + f64::from((r.next() % u64::from(noise)) as u32);
+                let v = base
+                    + scale * (gx * x + gy * yy)
+                    + f64::from((r.next() % u64::from(noise)) as u32);
                 v.clamp(0.0, f64::from(max)) as u16
             })
             .collect()
@@ -81,7 +83,11 @@ fn random_block(r: &mut Rng, i: usize) -> OwnedBlock {
     let y = plane(256, 16);
     let u = plane(64, 8);
     let v = plane(64, 8);
-    let prev = if i % 2 == 1 { Some(plane(256, 16)) } else { None };
+    let prev = if i % 2 == 1 {
+        Some(plane(256, 16))
+    } else {
+        None
+    };
     OwnedBlock {
         y,
         u,
@@ -89,7 +95,7 @@ fn random_block(r: &mut Rng, i: usize) -> OwnedBlock {
         prev,
         bit_depth,
         qindex: (r.next() % 256) as u8,
-        intra: i % 5 == 0,
+        intra: i.is_multiple_of(5),
     }
 }
 
@@ -110,14 +116,18 @@ fn borrow(b: &OwnedBlock) -> Block<'_> {
         bit_depth: b.bit_depth,
         side: SideInfo {
             base_qindex: b.qindex,
-            frame_type: if b.intra { FrameType::Key } else { FrameType::Inter },
+            frame_type: if b.intra {
+                FrameType::Key
+            } else {
+                FrameType::Inter
+            },
         },
     }
 }
 
-fn context(bundle: &PathBuf, grid: u32, opt: GraphOptimization) -> Result<Context, String> {
+fn context(bundle: &std::path::Path, grid: u32, opt: GraphOptimization) -> Result<Context, String> {
     Context::new(&Config {
-        model_dir: bundle.clone(),
+        model_dir: bundle.to_path_buf(),
         provider: ProviderChoice::Cpu,
         frame_threads: 1,
         decision_grid: grid,
@@ -127,7 +137,11 @@ fn context(bundle: &PathBuf, grid: u32, opt: GraphOptimization) -> Result<Contex
     .map_err(|e| e.to_string())
 }
 
-fn predictions(ctx: &Context, blocks: &[OwnedBlock], clip: Option<&y4m::Clip>) -> Result<Vec<Prediction>, String> {
+fn predictions(
+    ctx: &Context,
+    blocks: &[OwnedBlock],
+    clip: Option<&y4m::Clip>,
+) -> Result<Vec<Prediction>, String> {
     let views: Vec<Block<'_>> = blocks.iter().map(borrow).collect();
     let mut out = vec![Prediction::default(); views.len()];
     for (bc, oc) in views.chunks(256).zip(out.chunks_mut(256)) {
@@ -147,11 +161,16 @@ fn predictions(ctx: &Context, blocks: &[OwnedBlock], clip: Option<&y4m::Clip>) -
                 bit_depth: c.bit_depth,
                 side: SideInfo {
                     base_qindex: 120,
-                    frame_type: if f == 0 { FrameType::Key } else { FrameType::Inter },
+                    frame_type: if f == 0 {
+                        FrameType::Key
+                    } else {
+                        FrameType::Inter
+                    },
                 },
             };
             let mut fo = vec![Prediction::default(); n];
-            ctx.predict_frame(&frame, &mut fo).map_err(|e| e.to_string())?;
+            ctx.predict_frame(&frame, &mut fo)
+                .map_err(|e| e.to_string())?;
             out.extend(fo);
         }
     }
@@ -159,8 +178,13 @@ fn predictions(ctx: &Context, blocks: &[OwnedBlock], clip: Option<&y4m::Clip>) -
 }
 
 fn dump(args: &[String]) -> Result<(), String> {
-    let (mut bundle, mut out, mut n, mut y4m_path, mut frames) =
-        (PathBuf::from("onnx/default"), None, 16_000usize, None, 100usize);
+    let (mut bundle, mut out, mut n, mut y4m_path, mut frames) = (
+        PathBuf::from("onnx/default"),
+        None,
+        16_000usize,
+        None,
+        100usize,
+    );
     let mut opt = GraphOptimization::All;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -198,8 +222,13 @@ fn dump(args: &[String]) -> Result<(), String> {
     let raw = predictions(&context(&bundle, 0, opt)?, &blocks, clip.as_ref())?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(&out).map_err(|e| e.to_string())?);
     for (i, (g, w)) in grid.iter().zip(&raw).enumerate() {
-        let bits: Vec<String> = w.probabilities.iter().map(|p| format!("{:08x}", p.to_bits())).collect();
-        writeln!(f, "{i} {} {} {}", g.partition, w.partition, bits.join(",")).map_err(|e| e.to_string())?;
+        let bits: Vec<String> = w
+            .probabilities
+            .iter()
+            .map(|p| format!("{:08x}", p.to_bits()))
+            .collect();
+        writeln!(f, "{i} {} {} {}", g.partition, w.partition, bits.join(","))
+            .map_err(|e| e.to_string())?;
     }
     f.flush().map_err(|e| e.to_string())?;
     eprintln!(
@@ -226,9 +255,17 @@ fn read_rows(path: &str) -> Result<Vec<Row>, String> {
             }
             let probs = f[3]
                 .split(',')
-                .map(|h| u32::from_str_radix(h, 16).map(f32::from_bits).map_err(|_| bad()))
+                .map(|h| {
+                    u32::from_str_radix(h, 16)
+                        .map(f32::from_bits)
+                        .map_err(|_| bad())
+                })
                 .collect::<Result<Vec<f32>, String>>()?;
-            Ok((f[1].parse().map_err(|_| bad())?, f[2].parse().map_err(|_| bad())?, probs))
+            Ok((
+                f[1].parse().map_err(|_| bad())?,
+                f[2].parse().map_err(|_| bad())?,
+                probs,
+            ))
         })
         .collect()
 }

@@ -29,7 +29,6 @@ use av1part::{
 mod y4m;
 use y4m::{read_y4m, Clip};
 
-
 // ---------------------------------------------------------------- PNG output
 
 fn crc32(data: &[u8], mut c: u32) -> u32 {

@@ -79,7 +79,7 @@
 /**
  * Minor version of the av1part library this header belongs to.
  */
-#define AV1PART_VERSION_MINOR 1
+#define AV1PART_VERSION_MINOR 2
 
 /**
  * Patch version of the av1part library this header belongs to.

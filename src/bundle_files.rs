@@ -158,8 +158,7 @@ impl BundleDir {
 /// read unbounded; the caller compares the length with the stat.
 fn read_bounded(file: File, expected: u64, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -207,7 +206,9 @@ mod tests {
             f.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let e = b.read_verified("a.onnx", "f", 10, &"0".repeat(64)).unwrap_err();
+        let e = b
+            .read_verified("a.onnx", "f", 10, &"0".repeat(64))
+            .unwrap_err();
         assert!(e.to_string().contains("SHA-256 mismatch"), "{e}");
         let e = b.read("a.onnx", "f", 2).unwrap_err().to_string();
         assert!(e.contains("over the limit"), "{e}");

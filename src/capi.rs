@@ -41,7 +41,7 @@ use crate::Prediction;
 /// Major version of the av1part library this header belongs to.
 pub const AV1PART_VERSION_MAJOR: u32 = 0;
 /// Minor version of the av1part library this header belongs to.
-pub const AV1PART_VERSION_MINOR: u32 = 1;
+pub const AV1PART_VERSION_MINOR: u32 = 2;
 /// Patch version of the av1part library this header belongs to.
 pub const AV1PART_VERSION_PATCH: u32 = 0;
 /// ABI version of this header. Bumped whenever a struct layout or a

@@ -20,7 +20,7 @@ use ort::value::TensorRef;
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Source, Target, BLOCK};
 use crate::preprocess::{BlockSource, TensorLayout};
-use crate::session::{Model, Worker};
+use crate::session::{FusedModel, Model, Worker};
 use crate::{
     Prediction, MAX_STAGES, NUM_PARTITIONS, PREDICTION_FLAG_HAS_PREV, PREDICTION_FLAG_PARTIAL,
     PREDICTION_FLAG_SKIPPED, PROB_SUM_TOLERANCE,
@@ -46,6 +46,8 @@ pub(crate) struct Scratch {
     dprobs: Vec<[f64; NUM_PARTITIONS]>,
     /// Blocks a stage runs on.
     selected: Vec<usize>,
+    /// A fused graph's output rows, `[stage][block * K + class]`.
+    stage_rows: Vec<Vec<f32>>,
 }
 
 /// Runs one model on `rows` blocks whose inputs are the given row-major
@@ -60,15 +62,7 @@ fn run_model(
 ) -> Result<()> {
     let tensor = |src: Source| -> Result<SessionInputValue<'_>> {
         let (data, decl_shape) = bufs[src as usize];
-        let dim = |i: usize| if i == 0 { rows } else { decl_shape[i] as usize };
-        let t = match decl_shape.len() {
-            2 => TensorRef::from_array_view(([dim(0), dim(1)], data)),
-            3 => TensorRef::from_array_view(([dim(0), dim(1), dim(2)], data)),
-            4 => TensorRef::from_array_view(([dim(0), dim(1), dim(2), dim(3)], data)),
-            r => TensorRef::from_array_view(((0..r).map(dim).collect::<Vec<usize>>(), data)),
-        }
-        .map_err(|e| Error::inference(format!("{what}: creating the input tensor: {e}")))?;
-        Ok(t.into())
+        input_tensor(what, rows, data, decl_shape)
     };
     let srcs = &model.sources;
     let result = match srcs.len() {
@@ -130,6 +124,71 @@ fn check_row(stage: &str, block: usize, row: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// Builds one input tensor of `rows` blocks from a row-major buffer and
+/// its manifest shape (batch dimension replaced by `rows`).
+fn input_tensor<'a>(
+    what: &str,
+    rows: usize,
+    data: &'a [f32],
+    decl_shape: &[i64],
+) -> Result<SessionInputValue<'a>> {
+    let dim = |i: usize| if i == 0 { rows } else { decl_shape[i] as usize };
+    let t = match decl_shape.len() {
+        2 => TensorRef::from_array_view(([dim(0), dim(1)], data)),
+        3 => TensorRef::from_array_view(([dim(0), dim(1), dim(2)], data)),
+        4 => TensorRef::from_array_view(([dim(0), dim(1), dim(2), dim(3)], data)),
+        r => TensorRef::from_array_view(((0..r).map(dim).collect::<Vec<usize>>(), data)),
+    }
+    .map_err(|e| Error::inference(format!("{what}: creating the input tensor: {e}")))?;
+    Ok(t.into())
+}
+
+/// Runs a fused graph on `rows` blocks and copies each stage's output
+/// into `stage_rows[stage]` (`rows × K`).
+fn run_fused(
+    fm: &mut FusedModel,
+    bundle: &Bundle,
+    rows: usize,
+    bufs: [(&[f32], &[i64]); 3],
+    stage_rows: &mut Vec<Vec<f32>>,
+) -> Result<()> {
+    let file = bundle.graph.as_ref().map_or("graph", |g| g.file.as_str());
+    let tensor = |src: Source| {
+        let (data, shape) = bufs[src as usize];
+        input_tensor(file, rows, data, shape)
+    };
+    let srcs = &fm.sources;
+    let result = match srcs.len() {
+        1 => fm.session.run([tensor(srcs[0])?]),
+        2 => fm.session.run([tensor(srcs[0])?, tensor(srcs[1])?]),
+        n => return Err(Error::Internal(format!("{file}: {n} inputs"))),
+    };
+    let outputs = result.map_err(|e| Error::inference(format!("{file}: {e}")))?;
+    stage_rows.resize_with(bundle.stages.len(), Vec::new);
+    for ((st, name), dst) in bundle
+        .stages
+        .iter()
+        .zip(&fm.outputs)
+        .zip(stage_rows.iter_mut())
+    {
+        let k = st.classes.len();
+        let value = outputs
+            .get(name)
+            .ok_or_else(|| Error::inference(format!("{file}: output `{name}` missing")))?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::inference(format!("{file}: reading output `{name}`: {e}")))?;
+        if shape.first().copied() != Some(rows as i64) || data.len() != rows * k {
+            return Err(Error::inference(format!(
+                "{file}: output `{name}` has shape {shape:?} for a batch of {rows}, expected rows of {k}"
+            )));
+        }
+        dst.clear();
+        dst.extend_from_slice(data);
+    }
+    Ok(())
+}
+
 /// Copies the `selected` rows of `src` (rows of `len`) into `dst`.
 fn gather(dst: &mut Vec<f32>, src: &[f32], len: usize, selected: &[usize]) {
     dst.clear();
@@ -187,7 +246,18 @@ pub(crate) fn run_chunk(
     ];
     let side_shape = [-1i64, sl as i64];
 
-    // 2. Trunk on every block.
+    // 2a. A fused graph: one run on every block gives every stage's rows.
+    if let Some(fm) = models.fused.as_mut() {
+        run_fused(
+            fm,
+            bundle,
+            n,
+            [(&sc.x, &x_shape), (&[], &[]), (&sc.side, &side_shape)],
+            &mut sc.stage_rows,
+        )?;
+    }
+
+    // 2b. Trunk on every block.
     let mut trunk_shape: &[i64] = &[];
     if let (Some(t), Some(spec)) = (models.trunk.as_mut(), bundle.trunk.as_ref()) {
         let row = spec.output.row_len();
@@ -264,7 +334,7 @@ pub(crate) fn run_chunk(
         }
         let all = m_rows == n;
         let [gx, gt, gs] = &mut sc.gathered;
-        let (bx, bt, bs): (&[f32], &[f32], &[f32]) = if all {
+        let (bx, bt, bs): (&[f32], &[f32], &[f32]) = if all || models.fused.is_some() {
             (&sc.x, &sc.trunk, &sc.side)
         } else {
             let uses = |src| stage.inputs.iter().any(|(_, s2)| *s2 == src);
@@ -286,35 +356,45 @@ pub(crate) fn run_chunk(
         let dmass = &mut sc.dmass;
         let dprobs = &mut sc.dprobs;
         let what = stage.name.as_str();
-        run_model(
-            &mut models.stages[s],
-            what,
-            m_rows,
-            [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
-            k,
-            |j, row| {
-                let i = selected[j];
-                check_row(what, first + i, row)?;
-                let (m, dm) = (mass[s * n + i], dmass[s * n + i]);
-                let pred = &mut out[i];
-                pred.stages_run |= 1 << s;
-                pred.stage_probabilities[s][..k].copy_from_slice(row);
-                for (c, &p) in stage.classes.iter().zip(row) {
-                    let (mk, dk) = (m * f64::from(p), dm * on_grid(p, grid));
-                    match c.target {
-                        Target::Leaf(l) => {
-                            probs[i][l as usize] += mk;
-                            dprobs[i][l as usize] += dk;
-                        }
-                        Target::Stage(t) => {
-                            mass[t * n + i] = mk;
-                            dmass[t * n + i] = dk;
-                        }
+        let mut absorb = |j: usize, row: &[f32]| -> Result<()> {
+            let i = selected[j];
+            check_row(what, first + i, row)?;
+            let (m, dm) = (mass[s * n + i], dmass[s * n + i]);
+            let pred = &mut out[i];
+            pred.stages_run |= 1 << s;
+            pred.stage_probabilities[s][..k].copy_from_slice(row);
+            for (c, &p) in stage.classes.iter().zip(row) {
+                let (mk, dk) = (m * f64::from(p), dm * on_grid(p, grid));
+                match c.target {
+                    Target::Leaf(l) => {
+                        probs[i][l as usize] += mk;
+                        dprobs[i][l as usize] += dk;
+                    }
+                    Target::Stage(t) => {
+                        mass[t * n + i] = mk;
+                        dmass[t * n + i] = dk;
                     }
                 }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        };
+        if models.fused.is_some() {
+            // The fused graph already ran on every block: take the rows of
+            // the blocks this stage reaches.
+            let rows = &sc.stage_rows[s];
+            for (j, &i) in selected.iter().enumerate() {
+                absorb(j, &rows[i * k..(i + 1) * k])?;
+            }
+        } else {
+            run_model(
+                &mut models.stages[s],
+                what,
+                m_rows,
+                [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
+                k,
+                &mut absorb,
+            )?;
+        }
     }
 
     // 4. Final probabilities, and the argmax of the decision probabilities
@@ -371,7 +451,10 @@ mod tests {
         let e = check_row("stage2", 3, &[0.9, 0.9]).unwrap_err();
         assert_eq!(e.status(), crate::Status::Inference);
         let m = e.to_string();
-        assert!(m.contains("stage2") && m.contains("block 3") && m.contains("sums to"), "{m}");
+        assert!(
+            m.contains("stage2") && m.contains("block 3") && m.contains("sums to"),
+            "{m}"
+        );
         assert!(check_row("s", 0, &[0.5, 0.498]).is_err());
         assert!(check_row("s", 0, &[f32::NAN, 1.0]).is_err());
         assert!(check_row("s", 0, &[-0.1, 1.1]).is_err());

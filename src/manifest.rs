@@ -23,8 +23,10 @@ use crate::{MAX_CLASSES, MAX_STAGES, NUM_PARTITIONS, PARTITION_NAMES};
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// The only `schema` value understood.
 const SCHEMA: &str = "av1part-bundle";
-/// The only `schema_version` understood.
-const SCHEMA_VERSION: u64 = 1;
+/// `schema_version` of bundles with a trunk and one ONNX file per stage.
+const SCHEMA_VERSION_FILES: u64 = 1;
+/// `schema_version` of fused bundles: one graph with every stage's output.
+const SCHEMA_VERSION_FUSED: u64 = 2;
 /// Block size (luma samples per side) of the tensor contract.
 pub(crate) const BLOCK: usize = 16;
 
@@ -41,6 +43,8 @@ struct RawManifest {
     input: RawInput,
     #[serde(default)]
     trunk: Option<RawModel>,
+    #[serde(default)]
+    graph: Option<RawGraph>,
     stages: Vec<RawStage>,
     #[serde(default)]
     data_files: Vec<RawDataFile>,
@@ -82,6 +86,13 @@ struct RawModel {
 }
 
 #[derive(Deserialize)]
+struct RawGraph {
+    file: String,
+    sha256: String,
+    inputs: Vec<RawStageInput>,
+}
+
+#[derive(Deserialize)]
 struct RawStageInput {
     name: String,
     source: String,
@@ -100,9 +111,12 @@ struct RawClass {
 #[derive(Deserialize)]
 struct RawStage {
     name: String,
-    file: String,
-    sha256: String,
-    inputs: Vec<RawStageInput>,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    inputs: Option<Vec<RawStageInput>>,
     output: RawIo,
     classes: Vec<RawClass>,
     prior: Vec<f64>,
@@ -208,6 +222,19 @@ pub struct TrunkSpec {
     pub output: TensorDecl,
 }
 
+/// The one graph of a fused bundle (schema 2).
+#[derive(Debug, Clone)]
+pub struct GraphSpec {
+    /// File name inside the bundle.
+    pub file: String,
+    /// SHA-256 the manifest gives.
+    pub sha256: String,
+    /// The file's contents and external data.
+    pub model: ModelFile,
+    /// Inputs (sources `block` and `side`), in manifest order.
+    pub inputs: Vec<(TensorDecl, Source)>,
+}
+
 /// Where a class leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -231,15 +258,15 @@ pub struct ClassSpec {
 pub struct StageSpec {
     /// Stage name.
     pub name: String,
-    /// File name inside the bundle.
+    /// File name inside the bundle (empty in a fused bundle).
     pub file: String,
     /// SHA-256 the manifest gives.
     pub sha256: String,
     /// The file's contents and external data.
     pub model: ModelFile,
-    /// Inputs, in manifest order.
+    /// Inputs, in manifest order (empty in a fused bundle: the graph's).
     pub inputs: Vec<(TensorDecl, Source)>,
-    /// The probabilities output.
+    /// The probabilities output (in a fused bundle, an output of the graph).
     pub output: TensorDecl,
     /// Classes, in output order.
     pub classes: Vec<ClassSpec>,
@@ -267,8 +294,10 @@ pub struct Bundle {
     pub std: Vec<f32>,
     /// Side features, in order.
     pub side_features: Vec<SideFeature>,
-    /// Optional trunk.
+    /// Optional trunk (schema 1).
     pub trunk: Option<TrunkSpec>,
+    /// The fused graph (schema 2); then stages have no files of their own.
+    pub graph: Option<GraphSpec>,
     /// Stages in manifest order.
     pub stages: Vec<StageSpec>,
     /// Index of the root stage.
@@ -287,9 +316,12 @@ pub struct Bundle {
 impl Bundle {
     /// Whether any model consumes the side tensor.
     pub fn uses_side(&self) -> bool {
+        let graph = self.graph.as_ref().map_or(&[][..], |g| &g.inputs[..]);
         self.stages
             .iter()
-            .any(|s| s.inputs.iter().any(|(_, src)| *src == Source::Side))
+            .flat_map(|s| s.inputs.iter())
+            .chain(graph)
+            .any(|(_, src)| *src == Source::Side)
     }
 
     /// Whether the previous source frame influences predictions.
@@ -328,9 +360,8 @@ fn read_files(bdir: &BundleDir, b: &mut Bundle) -> Result<()> {
     }
     let read_model = |file: &str, field: &str, sha: &str| -> Result<ModelFile> {
         let f = bdir.read_verified(file, field, MODEL_MAX_BYTES, sha)?;
-        let refs = onnx_refs::external_data_files(&f.bytes).map_err(|e| {
-            Error::model(file, "(onnx)", format!("not a readable ONNX model: {e}"))
-        })?;
+        let refs = onnx_refs::external_data_files(&f.bytes)
+            .map_err(|e| Error::model(file, "(onnx)", format!("not a readable ONNX model: {e}")))?;
         let mut data = Vec::new();
         for loc in refs {
             let idx = data_names.iter().position(|n| *n == loc).ok_or_else(|| {
@@ -352,6 +383,10 @@ fn read_files(bdir: &BundleDir, b: &mut Bundle) -> Result<()> {
     };
     if let Some(t) = b.trunk.as_mut() {
         t.model = read_model(&t.file, "trunk.sha256", &t.sha256)?;
+    }
+    if let Some(g) = b.graph.as_mut() {
+        g.model = read_model(&g.file, "graph.sha256", &g.sha256)?;
+        return Ok(());
     }
     for (i, s) in b.stages.iter_mut().enumerate() {
         s.model = read_model(&s.file, &format!("stages[{i}].sha256"), &s.sha256)?;
@@ -427,6 +462,84 @@ fn partition_index(name: &str) -> Option<u8> {
         .map(|i| i as u8)
 }
 
+/// Parses a list of model inputs (`prefix` names it in messages): sources
+/// `block`, `trunk` (only where the bundle has one) or `side`, each once,
+/// with the shape of the tensor it comes from.
+fn parse_inputs(
+    prefix: &str,
+    raw: &[RawStageInput],
+    block_shape: &[i64],
+    trunk_shape: Option<&[i64]>,
+    n_side: usize,
+) -> Result<Vec<(TensorDecl, Source)>> {
+    if raw.is_empty() {
+        return Err(merr(prefix, "no input"));
+    }
+    let mut inputs = Vec::new();
+    for (ii, input) in raw.iter().enumerate() {
+        let fi = |x: &str| format!("{prefix}[{ii}].{x}");
+        let src = match input.source.as_str() {
+            "block" => Source::Block,
+            "trunk" => Source::Trunk,
+            "side" => Source::Side,
+            other => return Err(merr(fi("source"), format!("unknown source `{other}`"))),
+        };
+        if inputs.iter().any(|(_, s2)| *s2 == src) {
+            return Err(merr(
+                fi("source"),
+                format!("source `{}` used twice", input.source),
+            ));
+        }
+        if inputs
+            .iter()
+            .any(|(d, _): &(TensorDecl, Source)| d.name == input.name)
+        {
+            return Err(merr(
+                fi("name"),
+                format!("duplicate input name `{}`", input.name),
+            ));
+        }
+        let expected: Vec<i64> = match src {
+            Source::Block => block_shape.to_vec(),
+            Source::Trunk => match trunk_shape {
+                Some(t) => t.to_vec(),
+                None => {
+                    return Err(merr(
+                        fi("source"),
+                        "source `trunk` but the bundle has no trunk",
+                    ))
+                }
+            },
+            Source::Side => {
+                if n_side == 0 {
+                    return Err(merr(
+                        fi("source"),
+                        "source `side` but input.side_features is empty",
+                    ));
+                }
+                vec![-1, n_side as i64]
+            }
+        };
+        if input.shape != expected {
+            return Err(merr(
+                fi("shape"),
+                format!(
+                    "{:?} does not match the {} tensor {expected:?}",
+                    input.shape, input.source
+                ),
+            ));
+        }
+        inputs.push((
+            TensorDecl {
+                name: input.name.clone(),
+                shape: input.shape.clone(),
+            },
+            src,
+        ));
+    }
+    Ok(inputs)
+}
+
 fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     if raw.schema != SCHEMA {
         return Err(merr(
@@ -434,14 +547,27 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             format!("`{}` is not `{SCHEMA}`", raw.schema),
         ));
     }
-    if raw.schema_version != SCHEMA_VERSION {
+    let fused = match raw.schema_version {
+        SCHEMA_VERSION_FILES => false,
+        SCHEMA_VERSION_FUSED => true,
+        v => {
+            return Err(merr(
+                "schema_version",
+                format!(
+                    "version {v} is not supported (this build reads {SCHEMA_VERSION_FILES}: \
+                     trunk and stage files, and {SCHEMA_VERSION_FUSED}: one fused graph)"
+                ),
+            ))
+        }
+    };
+    if fused && raw.trunk.is_some() {
         return Err(merr(
-            "schema_version",
-            format!(
-                "version {} is not supported (this build reads {SCHEMA_VERSION})",
-                raw.schema_version
-            ),
+            "trunk",
+            "a fused bundle (schema_version 2) has no trunk: the graph holds it",
         ));
+    }
+    if !fused && raw.graph.is_some() {
+        return Err(merr("graph", "`graph` needs schema_version 2"));
     }
 
     // --- input -------------------------------------------------------------
@@ -601,74 +727,64 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     let mut stages = Vec::new();
     let mut parent: Vec<Option<usize>> = vec![None; raw.stages.len()];
     let mut leaves_seen: HashSet<u8> = HashSet::new();
+    let trunk_shape = trunk.as_ref().map(|t| &t.output.shape[..]);
+    let n_side = side_features.len();
+    let graph = match &raw.graph {
+        None if fused => {
+            return Err(merr(
+                "graph",
+                "a fused bundle (schema_version 2) needs `graph`",
+            ))
+        }
+        None => None,
+        Some(g) => {
+            check_file_name("graph.file", &g.file)?;
+            check_sha_field("graph.sha256", &g.sha256)?;
+            Some(GraphSpec {
+                file: g.file.clone(),
+                sha256: g.sha256.clone(),
+                model: ModelFile::default(),
+                inputs: parse_inputs("graph.inputs", &g.inputs, &block_shape, None, n_side)?,
+            })
+        }
+    };
     for (si, s) in raw.stages.iter().enumerate() {
         let f = |x: &str| format!("stages[{si}].{x}");
-        check_file_name(&f("file"), &s.file)?;
-        check_sha_field(&f("sha256"), &s.sha256)?;
-
-        if s.inputs.is_empty() {
-            return Err(merr(f("inputs"), "no input"));
-        }
-        let mut inputs = Vec::new();
-        for (ii, input) in s.inputs.iter().enumerate() {
-            let fi = |x: &str| format!("stages[{si}].inputs[{ii}].{x}");
-            let src = match input.source.as_str() {
-                "block" => Source::Block,
-                "trunk" => Source::Trunk,
-                "side" => Source::Side,
-                other => return Err(merr(fi("source"), format!("unknown source `{other}`"))),
-            };
-            if inputs.iter().any(|(_, s2)| *s2 == src) {
-                return Err(merr(
-                    fi("source"),
-                    format!("source `{}` used twice", input.source),
-                ));
+        let (file, sha256, inputs) = match (fused, &s.file, &s.sha256, &s.inputs) {
+            (false, Some(file), Some(sha), Some(raw_inputs)) => {
+                check_file_name(&f("file"), file)?;
+                check_sha_field(&f("sha256"), sha)?;
+                let inputs = parse_inputs(
+                    &f("inputs"),
+                    raw_inputs,
+                    &block_shape,
+                    trunk_shape,
+                    n_side,
+                )?;
+                (file.clone(), sha.clone(), inputs)
             }
-            if inputs
+            (false, ..) => {
+                return Err(merr(
+                    f("file"),
+                    "a stage of a schema_version 1 bundle needs `file`, `sha256` and `inputs`",
+                ))
+            }
+            (true, None, None, None) => (String::new(), String::new(), Vec::new()),
+            (true, ..) => {
+                return Err(merr(
+                    f("file"),
+                    "a stage of a fused bundle has no `file`, `sha256` or `inputs`: its output is one of the graph's",
+                ))
+            }
+        };
+        if fused
+            && raw.stages[..si]
                 .iter()
-                .any(|(d, _): &(TensorDecl, Source)| d.name == input.name)
-            {
-                return Err(merr(
-                    fi("name"),
-                    format!("duplicate input name `{}`", input.name),
-                ));
-            }
-            let expected: Vec<i64> = match src {
-                Source::Block => block_shape.clone(),
-                Source::Trunk => match &trunk {
-                    Some(t) => t.output.shape.clone(),
-                    None => {
-                        return Err(merr(
-                            fi("source"),
-                            "source `trunk` but the bundle has no trunk",
-                        ))
-                    }
-                },
-                Source::Side => {
-                    if side_features.is_empty() {
-                        return Err(merr(
-                            fi("source"),
-                            "source `side` but input.side_features is empty",
-                        ));
-                    }
-                    vec![-1, side_features.len() as i64]
-                }
-            };
-            if input.shape != expected {
-                return Err(merr(
-                    fi("shape"),
-                    format!(
-                        "{:?} does not match the {} tensor {expected:?}",
-                        input.shape, input.source
-                    ),
-                ));
-            }
-            inputs.push((
-                TensorDecl {
-                    name: input.name.clone(),
-                    shape: input.shape.clone(),
-                },
-                src,
+                .any(|o| o.output.name == s.output.name)
+        {
+            return Err(merr(
+                f("output.name"),
+                format!("graph output `{}` is used by two stages", s.output.name),
             ));
         }
 
@@ -751,8 +867,8 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         }
         stages.push(StageSpec {
             name: s.name.clone(),
-            file: s.file.clone(),
-            sha256: s.sha256.clone(),
+            file,
+            sha256,
             model: ModelFile::default(),
             inputs,
             output: TensorDecl {
@@ -830,6 +946,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         std: norm.std.clone(),
         side_features,
         trunk,
+        graph,
         stages,
         root,
         order,
@@ -984,7 +1101,7 @@ mod tests {
         let empty_sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let mut raw = raw;
         for s in &mut raw.stages {
-            s.sha256 = empty_sha.into();
+            s.sha256 = Some(empty_sha.into());
         }
         let b = validate(&dir, raw).unwrap();
         let _ = std::fs::remove_dir_all(&dir);

@@ -62,10 +62,7 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or("truncated varint")?;
+            let b = *self.buf.get(self.pos).ok_or("truncated varint")?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -210,7 +207,10 @@ mod tests {
         graph.extend(node);
         let model = field(7, &graph);
         let got = external_data_files(&model).unwrap();
-        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec!["a.data", "b.data"]);
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec!["a.data", "b.data"]
+        );
     }
 
     #[test]
@@ -231,7 +231,7 @@ mod tests {
         assert!(external_data_files(&[0x3a, 0x05, 0x01]).is_err()); // short body
         assert!(external_data_files(&[0xff; 12]).is_err()); // endless varint
         assert!(external_data_files(&[0x00]).is_err()); // field 0
-        // graph -> node -> attribute -> subgraph, 100 times over
+                                                        // graph -> node -> attribute -> subgraph, 100 times over
         let mut deep = Vec::new();
         for _ in 0..100 {
             deep = field(1, &field(5, &field(6, &deep)));

@@ -95,15 +95,18 @@ fn build_session(
     b.commit_from_memory(&bytes.0).map_err(|e| e.to_string())
 }
 
-/// Checks a session's declared inputs and output against the manifest and
+/// Checks a session's declared inputs and outputs against the manifest and
 /// returns, for each session input in the session's order, its source.
-/// Outputs other than the manifest's are allowed and ignored.
+/// `outputs` are `(manifest field, declaration)`; with `only_these`, any
+/// other output of the ONNX file is an error (a fused graph must match its
+/// manifest exactly), else extra outputs are ignored.
 fn check_io(
     file: &str,
     field: &str,
     session: &Session,
     inputs: &[(TensorDecl, Source)],
-    output: &TensorDecl,
+    outputs: &[(String, &TensorDecl)],
+    only_these: bool,
 ) -> Result<Vec<Source>> {
     fn check_tensor(file: &str, field: &str, decl: &TensorDecl, ty: &ValueType) -> Result<()> {
         let (elem, shape) = match ty {
@@ -169,27 +172,35 @@ fn check_io(
         )?;
         order.push(*src);
     }
-    let out_idx = session
-        .outputs()
-        .iter()
-        .position(|o| o.name() == output.name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-            Error::model(
+    let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    for (ofield, output) in outputs {
+        let out_idx = names
+            .iter()
+            .position(|n| *n == output.name)
+            .ok_or_else(|| {
+                Error::model(
+                    file,
+                    format!("{ofield}.name"),
+                    format!(
+                        "the ONNX file has no output `{}` (outputs: {names:?})",
+                        output.name
+                    ),
+                )
+            })?;
+        check_tensor(file, ofield, output, session.outputs()[out_idx].dtype())?;
+    }
+    if only_these {
+        if let Some(extra) = names
+            .iter()
+            .find(|n| !outputs.iter().any(|(_, d)| d.name == **n))
+        {
+            return Err(Error::model(
                 file,
-                format!("{field}.output.name"),
-                format!(
-                    "the ONNX file has no output `{}` (outputs: {names:?})",
-                    output.name
-                ),
-            )
-        })?;
-    check_tensor(
-        file,
-        &format!("{field}.output"),
-        output,
-        session.outputs()[out_idx].dtype(),
-    )?;
+                format!("{field}.outputs"),
+                format!("ONNX output `{extra}` is not a stage output of the manifest"),
+            ));
+        }
+    }
     Ok(order)
 }
 
@@ -204,8 +215,20 @@ pub(crate) struct Model {
     pub output: String,
 }
 
+/// A fused bundle's one session (schema 2).
+pub(crate) struct FusedModel {
+    /// The session.
+    pub session: Session,
+    /// Sources of the session's inputs, in session input order.
+    pub sources: Vec<Source>,
+    /// Each stage's output name, manifest order.
+    pub outputs: Vec<String>,
+}
+
 /// One session per model file of a bundle.
 pub(crate) struct Models {
+    /// The fused graph (schema 2); then `trunk` is None and `stages` empty.
+    pub fused: Option<FusedModel>,
     /// The trunk, if the bundle has one.
     pub trunk: Option<Model>,
     /// The stages, in manifest order.
@@ -227,7 +250,14 @@ fn load_model(
         Ep::Cpu => Error::model(file, "(onnx)", e),
         Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
     })?;
-    let sources = check_io(file, field, &session, inputs, output)?;
+    let sources = check_io(
+        file,
+        field,
+        &session,
+        inputs,
+        &[(format!("{field}.output"), output)],
+        false,
+    )?;
     Ok(Model {
         session,
         sources,
@@ -239,6 +269,32 @@ impl Models {
     /// Loads every model of the bundle. A CUDA failure is reported as
     /// [`Error::ProviderUnavailable`], a bad model as [`Error::ModelLoad`].
     pub(crate) fn load(rt: &Runtime, bundle: &Bundle, s: &SessionSettings) -> Result<Models> {
+        if let Some(g) = &bundle.graph {
+            let session = build_session(rt, bundle, &g.model, s).map_err(|e| match s.ep {
+                Ep::Cpu => Error::model(&g.file, "(onnx)", e),
+                Ep::Cuda(_) => Error::ProviderUnavailable(format!("{}: {e}", g.file)),
+            })?;
+            let outputs: Vec<(String, &TensorDecl)> = bundle
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, st)| (format!("stages[{i}].output"), &st.output))
+                .collect();
+            let sources = check_io(&g.file, "graph", &session, &g.inputs, &outputs, true)?;
+            return Ok(Models {
+                fused: Some(FusedModel {
+                    session,
+                    sources,
+                    outputs: bundle
+                        .stages
+                        .iter()
+                        .map(|st| st.output.name.clone())
+                        .collect(),
+                }),
+                trunk: None,
+                stages: Vec::new(),
+            });
+        }
         let trunk = match &bundle.trunk {
             None => None,
             Some(t) => Some(load_model(
@@ -265,7 +321,11 @@ impl Models {
                 s,
             )?);
         }
-        Ok(Models { trunk, stages })
+        Ok(Models {
+            fused: None,
+            trunk,
+            stages,
+        })
     }
 }
 

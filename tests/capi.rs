@@ -652,7 +652,9 @@ fn predict_frame_bad_input() {
     out.iter_mut().for_each(|p| p.partition = 77);
     assert_eq!(run(&good, &mut out, 3), Status::InvalidArgument);
     assert!(last_error().contains("out_capacity"));
-    assert!(out[..3].iter().all(|p| p.partition == -1 && p.probabilities == [0.0; 10]));
+    assert!(out[..3]
+        .iter()
+        .all(|p| p.partition == -1 && p.probabilities == [0.0; 10]));
     assert_eq!(out[3].partition, 77);
     let mut fr = good;
     fr.reserved[15] = 1;

@@ -87,9 +87,10 @@ fn check_with_margin(
 }
 
 /// Every shipped bundle that carries a golden set: the fixed-seed test
-/// bundle (always) and the trained default bundle.
+/// bundles (schema 1 and the fused schema 2; always) and the trained
+/// default bundle.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![tiny()];
+    let mut dirs = vec![tiny(), common::root().join("onnx/test-fused")];
     let default = common::root().join("onnx/default");
     if default.join("golden.json").is_file() {
         dirs.push(default);

@@ -60,7 +60,10 @@ fn rows_that_do_not_sum_to_one_fail_naming_the_stage() {
     assert_eq!(e.status(), Status::Inference, "{e}");
     let m = e.to_string();
     assert!(m.contains("stage1") && m.contains("sums to"), "{m}");
-    assert!(m.contains(&format!("{}", av1part::PROB_SUM_TOLERANCE)), "{m}");
+    assert!(
+        m.contains(&format!("{}", av1part::PROB_SUM_TOLERANCE)),
+        "{m}"
+    );
 }
 
 #[test]

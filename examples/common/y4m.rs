@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-
 /// A decoded 4:2:0 clip: planes as 16-bit samples, frame by frame.
 pub struct Clip {
     /// Luma width.

@@ -108,8 +108,9 @@ def _cmd_experiments(a):
 
 def _cmd_make_test_bundle(a):
     from .testbundle import make_test_bundle
-    m = make_test_bundle(a.out, seed=a.seed, n_golden=a.n_golden)
-    print(f"wrote {a.out}: trunk.onnx + {[s['file'] for s in m['stages']]}, golden.json")
+    m = make_test_bundle(a.out, seed=a.seed, n_golden=a.n_golden, kind=a.kind)
+    files = [m["graph"]["file"]] if "graph" in m else ["trunk.onnx"] + [s["file"] for s in m["stages"]]
+    print(f"wrote {a.out}: {files}, golden.json")
     return 0
 
 
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="onnx/test-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-golden", type=int, default=48)
+    t.add_argument("--kind", default="test-tiny", choices=["test-tiny", "test-fused"],
+                   help="test-tiny: schema 1 (trunk + stage files); test-fused: schema 2 (one BlockNet graph)")
     t.set_defaults(fn=_cmd_make_test_bundle)
 
     t = sub.add_parser("make-synthetic-dataset", help="write a synthetic dataset (CONTRACTS.md format) for smoke runs")

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from . import PARTITION_NAMES
-from .models.stage import STAGES, STAGE_ORDER, ROOT, StageExport, StageModel, TrunkExport
-from .reference import SCHEMA, SCHEMA_VERSION, ReferenceBundle, golden_entry, sha256_file
+from .models.registry import model_cfg
+from .models.stage import STAGES, STAGE_ORDER, ROOT, FusedExport, StageExport, StageModel, TrunkExport
+from .reference import SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_FUSED, ReferenceBundle, golden_entry, sha256_file
 from .tensor import InputSpec
 
 OPSET = 17
 DATA_FILE = "backbone.data"
+FUSED_FILE = "model.onnx"
 ALIGN = 64
 MIN_EXTERNAL_BYTES = 1024  # smaller shared tensors stay inline
 
@@ -38,17 +40,20 @@ class ExportError(RuntimeError):
     pass
 
 
-def _export_onnx(module: torch.nn.Module, args: tuple, input_names: list[str], output_name: str) -> "onnx.ModelProto":
+def _export_onnx(module: torch.nn.Module, args: tuple, input_names: list[str], output_name) -> "onnx.ModelProto":
+    """``output_name``: one name, or a list for a module returning a tuple."""
     import onnx
 
     module = module.eval()
+    output_names = [output_name] if isinstance(output_name, str) else list(output_name)
     dyn = {n: {0: "N"} for n in input_names}
-    dyn[output_name] = {0: "N"}
+    for o in output_names:
+        dyn[o] = {0: "N"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, args, buf, input_names=input_names, output_names=[output_name],
+            torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
                               dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, dynamo=False)
             model = onnx.load_from_string(buf.getvalue())
         except Exception as legacy_err:  # the TorchScript exporter may be gone in a later torch
@@ -56,7 +61,7 @@ def _export_onnx(module: torch.nn.Module, args: tuple, input_names: list[str], o
                 p = os.path.join(td, "m.onnx")
                 shapes = tuple({0: torch.export.Dim("N", min=1)} for _ in args)
                 try:
-                    torch.onnx.export(module, args, p, input_names=input_names, output_names=[output_name],
+                    torch.onnx.export(module, args, p, input_names=input_names, output_names=output_names,
                                       dynamic_shapes=shapes, opset_version=18, dynamo=True, external_data=False)
                 except Exception as e:
                     raise ExportError(f"ONNX export failed (legacy: {legacy_err!r}; dynamo: {e!r})") from e
@@ -130,12 +135,15 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
                   golden_blocks: list[dict] | None = None, skip_below: float = 0.0,
                   golden_skip_below: Sequence[float] = (), check_inputs: np.ndarray | None = None,
                   check_side: np.ndarray | None = None, tol: float = 1e-4, overwrite: bool = True,
-                  max_bundle_bytes: int = 50_000_000, prior_corrected: Sequence[str] = ()) -> dict:
+                  max_bundle_bytes: int = 50_000_000, prior_corrected: Sequence[str] = (),
+                  fused: bool | None = None) -> dict:
     """Write a bundle. ``stages`` maps each of the four stage names to a list of
     StageModel (one, or k members of an ensemble), all sharing the Stage 1
     backbone's stem..layer2 (checked). Stages named in ``prior_corrected``
     were trained on class-balanced batches: their logits get log(prior)
-    added, so the exported probabilities follow the training distribution."""
+    added, so the exported probabilities follow the training distribution.
+    ``fused`` (default: the arch's ``fused`` setting) writes one graph with
+    every stage's output (schema 2) instead of a trunk and stage files."""
     import onnx
     import onnxruntime as ort
 
@@ -144,6 +152,8 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
     if missing:
         raise ExportError(f"missing stages: {missing}")
     stage1 = stages[ROOT][0]
+    if fused is None:
+        fused = bool(model_cfg(stage1.arch).get("fused", False))
     trunk_sd = {k: v for k, v in stage1.backbone.state_dict().items() if k.split(".")[0] in ("stem", "layer1", "layer2")}
     for s in STAGE_ORDER:
         for m in stages[s]:
@@ -165,6 +175,24 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent))
     os.chmod(tmp, 0o755)
     try:
+        shifts = {}
+        for s in prior_corrected:
+            pr = np.asarray(priors[s], dtype=np.float64)
+            if not np.all(pr > 0):
+                raise ExportError(f"{s}: prior correction needs every class prior > 0, got {priors[s]}")
+            shifts[s] = np.log(pr)
+        if fused:
+            manifest = _export_fused(tmp, spec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
+                                     recipe, metrics, skip_below, max_bundle_bytes)
+            ref = ReferenceBundle(tmp)
+            if golden_blocks:
+                write_golden(ref, tmp / "golden.json", name, golden_blocks, 0.0, golden_skip_below)
+            if out_dir.exists():
+                if not overwrite:
+                    raise ExportError(f"{out_dir} exists")
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+            return manifest
         models, torch_out = {}, {}
         with torch.no_grad():
             trunk = TrunkExport(stage1.backbone).eval()
@@ -173,13 +201,7 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             feats = trunk(x_chk)
             torch_out["trunk.onnx"] = feats.numpy()
             for s in STAGE_ORDER:
-                shift = None
-                if s in prior_corrected:
-                    pr = np.asarray(priors[s], dtype=np.float64)
-                    if not np.all(pr > 0):
-                        raise ExportError(f"{s}: prior correction needs every class prior > 0, got {priors[s]}")
-                    shift = np.log(pr)
-                mod = StageExport(list(stages[s]), shift).eval()
+                mod = StageExport(list(stages[s]), shifts.get(s)).eval()
                 if spec.num_side:
                     args, names = (feats[:2], side_chk[:2]), ["features", "side"]
                     torch_out[f"{s}.onnx"] = mod(feats, side_chk).numpy()
@@ -233,14 +255,10 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             inputs = [{"name": "features", "source": "trunk", "shape": fshape}]
             if spec.num_side:
                 inputs.append({"name": "side", "source": "side", "shape": [-1, spec.num_side]})
-            pr = np.asarray(priors[s], dtype=np.float64)
-            if pr.shape != (len(STAGES[s]),) or (pr < 0).any() or pr.sum() <= 0:
-                raise ExportError(f"{s}: bad prior {priors[s]}")
-            pr = pr / pr.sum()
             manifest["stages"].append({
                 "name": s, "file": f"{s}.onnx", "sha256": sha256_file(tmp / f"{s}.onnx"),
                 "inputs": inputs, "output": {"name": "probs", "shape": [-1, len(STAGES[s])]},
-                "classes": STAGES[s], "prior": [float(v) for v in pr],
+                "classes": STAGES[s], "prior": _normalised_prior(s, priors),
             })
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -256,6 +274,65 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _normalised_prior(s: str, priors) -> list[float]:
+    pr = np.asarray(priors[s], dtype=np.float64)
+    if pr.shape != (len(STAGES[s]),) or (pr < 0).any() or pr.sum() <= 0:
+        raise ExportError(f"{s}: bad prior {priors[s]}")
+    return [float(v) for v in pr / pr.sum()]
+
+
+def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
+                  recipe, metrics, skip_below, max_bundle_bytes) -> dict:
+    """One graph (model.onnx): (x[, side]) -> a softmax output per stage,
+    weights inline; checked against PyTorch through onnxruntime from disk."""
+    import onnx
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        mod = FusedExport(stages, shifts).eval()
+        if spec.num_side:
+            args, names = (x_chk[:2], side_chk[:2]), ["x", "side"]
+            want = mod(x_chk, side_chk)
+        else:
+            args, names = (x_chk[:2],), ["x"]
+            want = mod(x_chk)
+        proto = _export_onnx(mod, args, names, list(STAGE_ORDER))
+    onnx.save_model(proto, str(tmp / FUSED_FILE))
+    onnx.checker.check_model(str(tmp / FUSED_FILE))
+    size = (tmp / FUSED_FILE).stat().st_size
+    if size > max_bundle_bytes:
+        raise ExportError(f"{FUSED_FILE} is {size / 1e6:.1f} MB > {max_bundle_bytes / 1e6:.1f} MB")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(tmp / FUSED_FILE), so, providers=["CPUExecutionProvider"])
+    feed = {"x": x_chk.numpy()}
+    if spec.num_side:
+        feed["side"] = side_chk.numpy()
+    got = sess.run(list(STAGE_ORDER), feed)
+    diffs = {s: _max_diff(g, w.numpy()) for s, g, w in zip(STAGE_ORDER, got, want)}
+    for s, d in diffs.items():
+        if not d <= tol:
+            raise ExportError(f"{FUSED_FILE}: output {s}: onnxruntime vs PyTorch max abs diff {d:.3g} > {tol}")
+    inputs = [{"name": "x", "source": "block", "shape": [-1, spec.num_channels, 16, 16]}]
+    if spec.num_side:
+        inputs.append({"name": "side", "source": "side", "shape": [-1, spec.num_side]})
+    manifest = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION_FUSED, "name": name, "description": description,
+        "input": spec.manifest(),
+        "graph": {"file": FUSED_FILE, "sha256": sha256_file(tmp / FUSED_FILE), "inputs": inputs},
+        "stages": [{"name": s, "output": {"name": s, "shape": [-1, len(STAGES[s])]}, "classes": STAGES[s],
+                    "prior": _normalised_prior(s, priors)} for s in STAGE_ORDER],
+        "data_files": [],
+        "cascade": {"root": ROOT, "skip_below": float(skip_below)},
+        "training": {"recipe": {**(recipe or {}), "ensemble_members": {s: len(stages[s]) for s in STAGE_ORDER},
+                                "shared_layer3": bool(mod.share_layer3)},
+                     "metrics": metrics or {},
+                     "export_check": {"max_abs_diff_ort_vs_torch": diffs, "tolerance": tol}},
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

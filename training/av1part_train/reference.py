@@ -23,7 +23,8 @@ from .tensor import InputSpec, build_side, build_x
 from .hashing import sha256_file  # noqa: F401  (re-exported)
 
 SCHEMA = "av1part-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1          # trunk + one ONNX file per stage
+SCHEMA_VERSION_FUSED = 2    # one graph with every stage's output
 
 
 class BundleError(ValueError):
@@ -121,8 +122,9 @@ class ReferenceBundle:
         if not mpath.exists():
             raise BundleError(f"{mpath}: missing")
         self.manifest = m = json.loads(mpath.read_text())
-        if m.get("schema") != SCHEMA or m.get("schema_version") != SCHEMA_VERSION:
+        if m.get("schema") != SCHEMA or m.get("schema_version") not in (SCHEMA_VERSION, SCHEMA_VERSION_FUSED):
             raise BundleError(f"{mpath}: schema/schema_version unsupported")
+        self.fused = m["schema_version"] == SCHEMA_VERSION_FUSED
         self.spec = InputSpec.from_manifest(m["input"])
         for df in m.get("data_files", []):
             self._check_hash(df["file"], df["sha256"], "data_files")
@@ -130,22 +132,38 @@ class ReferenceBundle:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         self.sessions = {}
+        self.graph = m.get("graph") if self.fused else None
+        if self.fused:
+            g = self.graph
+            self._check_hash(g["file"], g["sha256"], "graph")
+            sess = ort.InferenceSession(str(self.dir / g["file"]), so, providers=["CPUExecutionProvider"])
+            self._check_io(sess, g["inputs"], [st["output"] for st in m["stages"]], "graph")
+            self.sessions["__graph__"] = sess
+            for st in m["stages"]:
+                self._check_stage(st)
+            stage_topology(m)
+            self.trunk = None
+            return
         self.trunk = m.get("trunk")
         if self.trunk:
             self._check_hash(self.trunk["file"], self.trunk["sha256"], "trunk")
             sess = ort.InferenceSession(str(self.dir / self.trunk["file"]), so, providers=["CPUExecutionProvider"])
-            self._check_io(sess, [self.trunk["input"]], self.trunk["output"], "trunk")
+            self._check_io(sess, [self.trunk["input"]], [self.trunk["output"]], "trunk")
             self.sessions["__trunk__"] = sess
         for st in m["stages"]:
             self._check_hash(st["file"], st["sha256"], f"stages[{st['name']}]")
             sess = ort.InferenceSession(str(self.dir / st["file"]), so, providers=["CPUExecutionProvider"])
-            self._check_io(sess, st["inputs"], st["output"], f"stages[{st['name']}]")
-            if st["output"]["shape"][1] != len(st["classes"]):
-                raise BundleError(f"stages[{st['name']}].output: K != number of classes")
-            if abs(sum(st["prior"]) - 1.0) > 1e-6 or len(st["prior"]) != len(st["classes"]):
-                raise BundleError(f"stages[{st['name']}].prior: must have K entries summing to 1")
+            self._check_io(sess, st["inputs"], [st["output"]], f"stages[{st['name']}]")
+            self._check_stage(st)
             self.sessions[st["name"]] = sess
         stage_topology(m)
+
+    @staticmethod
+    def _check_stage(st):
+        if st["output"]["shape"][1] != len(st["classes"]):
+            raise BundleError(f"stages[{st['name']}].output: K != number of classes")
+        if abs(sum(st["prior"]) - 1.0) > 1e-6 or len(st["prior"]) != len(st["classes"]):
+            raise BundleError(f"stages[{st['name']}].prior: must have K entries summing to 1")
 
     def _check_hash(self, file, sha, field):
         p = self.dir / file
@@ -156,7 +174,9 @@ class ReferenceBundle:
             raise BundleError(f"{p}: sha256 mismatch in {field}: manifest {sha}, file {got}")
 
     @staticmethod
-    def _check_io(sess, inputs, output, field):
+    def _check_io(sess, inputs, outputs, field):
+        """``outputs``: the manifest's output declarations; the session must
+        have exactly those (a fused graph one per stage)."""
         def dims(shape):
             return [d if isinstance(d, int) else -1 for d in shape]
         got_in = {i.name: i for i in sess.get_inputs()}
@@ -166,9 +186,12 @@ class ReferenceBundle:
             gi = got_in[i["name"]]
             if gi.type != "tensor(float)" or dims(gi.shape) != list(i["shape"]):
                 raise BundleError(f"{field}.inputs[{i['name']}]: {gi.type} {gi.shape} != manifest {i['shape']}")
-        outs = sess.get_outputs()
-        if len(outs) != 1 or outs[0].name != output["name"] or dims(outs[0].shape) != list(output["shape"]):
-            raise BundleError(f"{field}.output: {[o.name for o in outs]} {outs[0].shape} != manifest")
+        outs = {o.name: o for o in sess.get_outputs()}
+        if set(outs) != {o["name"] for o in outputs}:
+            raise BundleError(f"{field}.outputs: {sorted(outs)} != manifest {[o['name'] for o in outputs]}")
+        for o in outputs:
+            if dims(outs[o["name"]].shape) != list(o["shape"]):
+                raise BundleError(f"{field}.output {o['name']}: {outs[o['name']].shape} != manifest {o['shape']}")
 
     def tensors(self, blocks: list[dict]):
         """blocks: dicts with bit_depth, y, u, v, prev_y (or None), qindex, intra."""
@@ -185,6 +208,14 @@ class ReferenceBundle:
         return x, side
 
     def run_tensors(self, x: np.ndarray, side: np.ndarray, skip_below: float | None = None) -> CascadeResult:
+        if self.fused:
+            feed = {}
+            for inp in self.graph["inputs"]:
+                feed[inp["name"]] = {"block": x, "side": side}[inp["source"]]
+            names = [st["output"]["name"] for st in self.manifest["stages"]]
+            outs = dict(zip([st["name"] for st in self.manifest["stages"]],
+                            self.sessions["__graph__"].run(names, feed)))
+            return run_cascade(self.manifest, x.shape[0], lambda name, idx: outs[name][idx], skip_below)
         feats = self.sessions["__trunk__"].run(None, {"x": x})[0] if self.trunk else None
         stages = {s["name"]: s for s in self.manifest["stages"]}
 

@@ -43,9 +43,10 @@ def randomize_(module: nn.Module, g: torch.Generator):
             m.alpha.copy_(0.5 + torch.rand(m.alpha.shape, generator=g))
 
 
-def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TEST_SPEC, ab_members: int = 2):
+def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TEST_SPEC, ab_members: int = 2,
+                         stem: str = "small"):
     g = torch.Generator().manual_seed(seed)
-    kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem="small")
+    kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem=stem)
     s1 = StageModel("stage1", mode="full", **kw)
     randomize_(s1, g)
     stages = {"stage1": [s1]}
@@ -82,20 +83,32 @@ def calibrate_heads_(stages, spec: InputSpec, blocks, target_std: float = 2.0):
             m.head.fc.bias.sub_(m(x, side).mean(0))
 
 
-def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48):
+# The two committed test bundles: onnx/test-tiny (schema 1: trunk + stage
+# files + shared external data) and onnx/test-fused (schema 2: one BlockNet
+# graph with every stage's output).
+TEST_BUNDLES = {
+    "test-tiny": {"arch": "tiny", "stem": "small", "fused": False,
+                  "description": "fixed-seed tiny test bundle for parity tests (random weights)"},
+    "test-fused": {"arch": "blocknet8", "stem": "patch4", "fused": True,
+                   "description": "fixed-seed fused BlockNet test bundle for parity tests (random weights)"},
+}
+
+
+def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48, kind: str = "test-tiny"):
+    tb = TEST_BUNDLES[kind]
     blocks = synthetic_golden_blocks(n_golden, seed)
-    stages = build_test_hierarchy(seed)
+    stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"])
     calibrate_heads_(stages, TEST_SPEC, blocks)
-    recipe = {"kind": "test-bundle", "arch": "tiny", "stem": "small", "seed": seed,
+    recipe = {"kind": "test-bundle", "arch": tb["arch"], "stem": tb["stem"], "seed": seed,
               "weights": "seeded random (av1part_train.testbundle), not trained", "adapter": "conv", "ab_members": 2}
     # pick a nonzero skip_below that skips some stage runs and is not close to any mass
     last = None
     for sb in (0.3, 0.25, 0.35, 0.2, 0.4, 0.15, 0.45, 0.1):
         try:
-            return export_bundle(out_dir, TEST_SPEC, stages, TEST_PRIORS, name="test-tiny",
-                                 description="fixed-seed tiny test bundle for parity tests (random weights)",
+            return export_bundle(out_dir, TEST_SPEC, stages, TEST_PRIORS, name=kind,
+                                 description=tb["description"],
                                  recipe=recipe, metrics={}, golden_blocks=blocks, skip_below=0.0,
-                                 golden_skip_below=[sb])
+                                 golden_skip_below=[sb], fused=tb["fused"])
         except ExportError as e:
             if "golden skip_below" not in str(e):
                 raise

@@ -81,3 +81,74 @@ def test_stage_label_maps():
     assert LABEL_MAPS["stage2"] == [-1, 1, 1, 0, 2, 2, 2, 2, 1, 1]
     assert LABEL_MAPS["stage3_rect"] == [-1, 0, 1, -1, -1, -1, -1, -1, 2, 3]
     assert LABEL_MAPS["stage3_ab"] == [-1, -1, -1, -1, 0, 1, 2, 3, -1, -1]
+
+
+# ---- BlockNet: built for 16x16 blocks --------------------------------------
+
+from av1part_train.macs import count_macs, cascade_macs  # noqa: E402
+from av1part_train.models.stage import FusedExport, POOL_FACTOR, pool_features  # noqa: E402
+
+
+def _hierarchy(arch, stem, in_chans=3, num_side=2):
+    import copy
+    s1 = StageModel("stage1", arch, in_chans, num_side=num_side, stem=stem, mode="full")
+    out = {"stage1": [s1]}
+    for s in ("stage2", "stage3_rect", "stage3_ab"):
+        out[s] = [StageModel(s, arch, in_chans, num_side=num_side, stem=stem, mode="adapter",
+                             backbone=copy.deepcopy(s1.backbone))]
+    return out
+
+
+@pytest.mark.parametrize("arch", ["blocknet8", "blocknet24", "blocknet64"])
+def test_blocknet_keeps_a_4x4_grid_through_every_layer(arch):
+    m = StageModel("stage2", arch, 3, num_side=2, stem="patch4", mode="adapter")
+    r = count_macs(m, torch.zeros(1, 3, 16, 16), torch.zeros(1, 2))
+    convs = [l for l in r["layers"] if l["kind"] == "conv"]
+    # every conv after the stem works on the 4x4 grid of 4x4-pixel cells,
+    # the adapters' depthwise 3x3 included
+    assert convs[0]["name"] == "backbone.stem.0" and convs[0]["out"][1:] == [4, 4]
+    assert all(l["in"][1:] == [4, 4] and l["out"][1:] == [4, 4] for l in convs[1:])
+    assert any(l["name"].startswith("adapters.layer3.dw") for l in convs)
+    # a 3x3 at 4x4 has 100 of 144 taps on data; the stem (4x4/4) has no padding
+    c3 = [l for l in convs if l["name"].endswith("conv1")][0]
+    assert c3["real"] * 144 == c3["dense"] * 100
+    assert convs[0]["real"] == convs[0]["dense"]
+
+
+def test_resnet18_imagenet_stem_wastes_most_of_its_compute_on_padding():
+    m = StageModel("stage2", "resnet18", 3, num_side=2, stem="imagenet", mode="adapter")
+    r = count_macs(m, torch.zeros(1, 3, 16, 16), torch.zeros(1, 2))
+    deep = [l for l in r["layers"] if l["name"].startswith("backbone.layer4") and l["kind"] == "conv"
+            and l["name"].endswith(("conv1", "conv2"))]
+    assert all(l["out"][1:] == [1, 1] for l in deep)        # layer4 runs on 1x1 maps
+    assert sum(l["real"] for l in deep) * 9 <= sum(l["dense"] for l in deep) * 1.5
+
+
+def test_grid_pooling_tells_rows_from_columns():
+    h = torch.zeros(1, 1, 4, 4)
+    h[0, 0, 0, :] = 1.0          # top row lit
+    v = torch.zeros(1, 1, 4, 4)
+    v[0, 0, :, 0] = 1.0          # left column lit
+    ph, pv = pool_features(h, "grid"), pool_features(v, "grid")
+    assert ph.shape[1] == POOL_FACTOR["grid"] == 13
+    assert torch.equal(ph[0, 0], pv[0, 0])                  # same global mean
+    assert not torch.equal(ph, pv)                           # but rows/cols differ
+    assert torch.equal(pool_features(h, "mean"), pool_features(v, "mean"))
+
+
+@pytest.mark.parametrize("arch,lo,hi", [("blocknet8", 0.05e6, 0.3e6), ("blocknet24", 0.5e6, 2e6),
+                                        ("blocknet64", 4e6, 12e6)])
+def test_blocknet_cascade_sizes(arch, lo, hi):
+    """The three widths span ~0.1 M, ~1 M, ~10 M MACs per block for the
+    whole fused cascade; the fused graph computes trunk and layer3 once."""
+    st = _hierarchy(arch, "patch4")
+    fused = cascade_macs(st, 3, 2, fused=True)
+    files = cascade_macs(st, 3, 2, fused=False)
+    assert lo <= fused["real"] <= hi, fused["real"]
+    assert fused["real"] < files["real"]                     # layer3 once, not four times
+    with torch.no_grad():
+        x, side = torch.randn(5, 3, 16, 16), torch.rand(5, 2)
+        outs = FusedExport(st).eval()(x, side)
+        for s, o in zip(("stage1", "stage2", "stage3_rect", "stage3_ab"), outs):
+            ref = st[s][0].eval()(x, side).softmax(1)
+            assert torch.allclose(o, ref, atol=1e-6), s

@@ -16,7 +16,9 @@ import pytest
 
 from av1part_train.reference import ReferenceBundle
 
-BUNDLE = Path(__file__).resolve().parents[2] / "onnx" / "test-tiny"
+ONNX = Path(__file__).resolve().parents[2] / "onnx"
+BUNDLE = ONNX / "test-tiny"
+KINDS = ["test-tiny", "test-fused"]
 TOL = 1e-5          # docs/CONTRACTS.md: parity tolerance
 TIE_MARGIN = 1e-4   # top-two gap below which another CPU may pick the other
 
@@ -51,15 +53,21 @@ def _check_golden(ref, g):
         assert nulls == run["skipped_stage_runs"] > 0
 
 
-def test_committed_bundle_reproduces_its_golden_set():
-    ref = ReferenceBundle(BUNDLE)
-    g = json.loads((BUNDLE / "golden.json").read_text())
+@pytest.mark.parametrize("kind", KINDS)
+def test_committed_bundle_reproduces_its_golden_set(kind):
+    bundle = ONNX / kind
+    ref = ReferenceBundle(bundle)
+    g = json.loads((bundle / "golden.json").read_text())
     _check_golden(ref, g)
     m = ref.manifest
     assert m["input"]["channels"] == ["y", "u", "v", "prev_y"]
     assert m["input"]["side_features"] == ["qindex", "intra", "has_prev"]
-    assert m["data_files"] and m["trunk"]
-    assert sum(f.stat().st_size for f in BUNDLE.iterdir()) < 1_000_000
+    if kind == "test-fused":
+        assert m["schema_version"] == 2 and m["graph"] and "trunk" not in m
+        assert m["training"]["recipe"]["shared_layer3"]
+    else:
+        assert m["data_files"] and m["trunk"]
+    assert sum(f.stat().st_size for f in bundle.iterdir()) < 1_000_000
     blocks = g["blocks"]
     assert {b["bit_depth"] for b in blocks} == {8, 10, 12}
     assert {b["prev_y"] is None for b in blocks} == {True, False}
@@ -81,23 +89,27 @@ def _ops(path: Path) -> list:
     return [(n.op_type, len(n.input), len(n.output)) for n in m.graph.node]
 
 
-def test_generator_is_deterministic(tmp_path):
+@pytest.mark.parametrize("kind", KINDS)
+def test_generator_is_deterministic(tmp_path, kind):
     """Regenerating gives the same graphs, names and shapes exactly, and the
     same weights and numbers within what another CPU's kernels can change."""
     from av1part_train.testbundle import make_test_bundle
-    make_test_bundle(tmp_path / "tb")
+    BUNDLE = ONNX / kind
+    make_test_bundle(tmp_path / "tb", kind=kind)
     new_m = json.loads((tmp_path / "tb" / "manifest.json").read_text())
     old_m = json.loads((BUNDLE / "manifest.json").read_text())
     def strip(m):
         """The manifest without what the weights' last bits change: hashes and
         the measured ORT-vs-torch differences."""
         m = json.loads(json.dumps(m))
-        for part in [m["trunk"]] + m["stages"] + m["data_files"]:
-            part.pop("sha256")
+        for part in [m.get("trunk"), m.get("graph")] + m["stages"] + m["data_files"]:
+            if part:
+                part.pop("sha256", None)
         m["training"].pop("export_check")
         return json.dumps(m, sort_keys=True)
     assert strip(new_m) == strip(old_m)
-    files = [old_m["trunk"]["file"]] + [s["file"] for s in old_m["stages"]]
+    files = ([old_m["graph"]["file"]] if "graph" in old_m
+             else [old_m["trunk"]["file"]] + [s["file"] for s in old_m["stages"]])
     for f in files:
         assert _ops(tmp_path / "tb" / f) == _ops(BUNDLE / f), f
         wa, wb = _initializers(tmp_path / "tb" / f), _initializers(BUNDLE / f)

@@ -1,7 +1,7 @@
 """Model registry (timm style): ``create_model(name, **kw)``."""
 from .registry import register_model, create_model, list_models, model_cfg
-from . import resnet  # noqa: F401  (registers the variants)
-from .stage import StageModel, STAGES, stage_classes, TrunkExport, StageExport
+from . import resnet, blocknet  # noqa: F401  (registers the variants)
+from .stage import StageModel, STAGES, stage_classes, TrunkExport, StageExport, FusedExport
 
 __all__ = ["register_model", "create_model", "list_models", "model_cfg", "StageModel", "STAGES",
-           "stage_classes", "TrunkExport", "StageExport"]
+           "stage_classes", "TrunkExport", "StageExport", "FusedExport"]

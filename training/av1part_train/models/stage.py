@@ -55,6 +55,31 @@ def _label_maps() -> dict[str, list[int]]:
 
 LABEL_MAPS = _label_maps()
 
+# Head pooling. "mean": global average (ResNet). "grid": global average plus
+# the mean of each row, each column and each quadrant of the map, so that
+# a head can tell a horizontal split from a vertical one and an AB corner
+# from another (needs an even, square map: BlockNet's 4x4 cells).
+POOLS = ("mean", "grid")
+
+
+def _grid_factor(side: int = 4) -> int:
+    return 1 + side + side + 4
+
+
+POOL_FACTOR = {"mean": 1, "grid": _grid_factor()}
+
+
+def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
+    if pool == "mean":
+        return h.mean(dim=(2, 3))
+    n, c, hh, ww = h.shape
+    if hh != 4 or ww != 4:
+        raise ValueError(f"grid pooling needs a 4x4 map, got {hh}x{ww}")
+    rows = h.mean(dim=3).reshape(n, c * hh)        # one value per row of cells
+    cols = h.mean(dim=2).reshape(n, c * ww)        # one per column
+    quads = torch.nn.functional.avg_pool2d(h, 2).reshape(n, c * 4)
+    return torch.cat([h.mean(dim=(2, 3)), rows, cols, quads], dim=1)
+
 
 class StageModel(nn.Module):
     """One stage of the hierarchy.
@@ -71,7 +96,8 @@ class StageModel(nn.Module):
                  mode: str = "full", adapter: str = "conv", adapter_reduction: int = 4,
                  adapter_bottleneck: int = 64, adapter_layers: Sequence[str] = ("layer3", "layer4"),
                  head_hidden: Sequence[int] | None = None, head_dropout: Sequence[float] | float = (0.1, 0.2),
-                 bn_mode: str = "eval", arch_kwargs: dict | None = None, backbone: nn.Module | None = None):
+                 bn_mode: str = "eval", arch_kwargs: dict | None = None, backbone: nn.Module | None = None,
+                 pool: str | None = None):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
@@ -89,6 +115,9 @@ class StageModel(nn.Module):
         self.num_classes = len(STAGES[stage])
         if head_hidden is None:
             head_hidden = model_cfg(arch).get("head_hidden", [256, 128])
+        self.pool = pool or model_cfg(arch).get("pool", "mean")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; known: {POOLS}")
         self.adapters = nn.ModuleDict()
         if mode == "adapter":
             for name in adapter_layers:
@@ -97,7 +126,7 @@ class StageModel(nn.Module):
                 ch = getattr(self.backbone, name)[-1].bn2.num_features
                 self.adapters[name] = create_adapter(adapter, ch, reduction=adapter_reduction,
                                                      bottleneck=adapter_bottleneck)
-        self.head = MLPHead(self.backbone.num_features, self.num_classes, hidden=head_hidden,
+        self.head = MLPHead(self.backbone.num_features * POOL_FACTOR[self.pool], self.num_classes, hidden=head_hidden,
                             dropout=head_dropout, num_side=num_side)
         self.num_side = num_side
         if mode != "full":
@@ -116,7 +145,11 @@ class StageModel(nn.Module):
         return self.backbone.forward_trunk(x)
 
     def forward_deep(self, f):
-        h = self.backbone.layer3(f)
+        return self.forward_after_layer3(self.backbone.layer3(f))
+
+    def forward_after_layer3(self, h):
+        """Adapters, layer4 and its adapter on layer3's output (the frozen
+        layer3 is the same for every stage of a bundle)."""
         if "layer3" in self.adapters:
             h = self.adapters["layer3"](h)
         h = self.backbone.layer4(h)
@@ -128,8 +161,7 @@ class StageModel(nn.Module):
         return self.forward_deep(self.forward_trunk(x))
 
     def forward_head(self, h, side=None, pre_logits: bool = False):
-        pooled = h.mean(dim=(2, 3))
-        return self.head(pooled, side, pre_logits=pre_logits)
+        return self.head(pool_features(h, self.pool), side, pre_logits=pre_logits)
 
     def forward(self, x, side=None):
         return self.forward_head(self.forward_features(x), side)
@@ -175,6 +207,33 @@ class TrunkExport(nn.Module):
         return self.backbone.forward_trunk(x)
 
 
+class FusedExport(nn.Module):
+    """model.onnx of a fused bundle (docs/CONTRACTS.md, schema 2):
+    (x[, side]) -> one softmax output per stage, in STAGE_ORDER.
+
+    The trunk (stem..layer2) and, when every stage's copy of the frozen
+    backbone holds the same layer3, layer3 too, run once; each stage then
+    runs its adapters, layer4 and head on the shared features. Ensemble
+    members are averaged; ``logit_shifts`` (stage -> log prior) applies the
+    prior correction of StageExport."""
+
+    def __init__(self, stages: dict, logit_shifts: dict | None = None):
+        super().__init__()
+        self.order = list(STAGE_ORDER)
+        self.stage1 = stages[ROOT][0]
+        ref = self.stage1.backbone.layer3.state_dict()
+        self.share_layer3 = all(
+            all(torch.equal(m.backbone.layer3.state_dict()[k], v) for k, v in ref.items())
+            for s in self.order for m in stages[s])
+        self.heads = nn.ModuleDict({s: StageExport(list(stages[s]), (logit_shifts or {}).get(s))
+                                    for s in self.order})
+
+    def forward(self, x, side=None):
+        feats = self.stage1.forward_trunk(x)
+        h3 = self.stage1.backbone.layer3(feats) if self.share_layer3 else None
+        return tuple(self.heads[s].from_trunk(feats, side, h3) for s in self.order)
+
+
 class StageExport(nn.Module):
     """<stage>.onnx: (features[, side]) -> softmax probs. An ensemble of k
     members (e.g. AB specialists) averages their probabilities."""
@@ -193,9 +252,15 @@ class StageExport(nn.Module):
         self.register_buffer("logit_shift", shift)
 
     def forward(self, features, side=None):
+        return self.from_trunk(features, side, None)
+
+    def from_trunk(self, features, side=None, h3=None):
+        """Probabilities from the trunk features; ``h3``, when given, is the
+        shared frozen layer3 output (so layer3 is not recomputed)."""
         probs = None
         for m in self.members:
-            logits = m.forward_head(m.forward_deep(features), side)
+            h = m.forward_deep(features) if h3 is None else m.forward_after_layer3(h3)
+            logits = m.forward_head(h, side)
             if self.logit_shift.numel():
                 logits = logits + self.logit_shift
             p = torch.softmax(logits, dim=1)

@@ -1,0 +1,140 @@
+//! Fused bundles (schema_version 2, `onnx/test-fused`): one graph with every
+//! stage's output. Each broken copy must fail with a model-load error naming
+//! the file and the field or output.
+
+mod common;
+
+use std::path::Path;
+
+use av1part::{Context, Prediction, Status};
+use serde_json::{json, Value};
+
+fn fused() -> std::path::PathBuf {
+    common::root().join("onnx/test-fused")
+}
+
+fn copy_fused() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(fused()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    dir
+}
+
+fn edit(f: impl FnOnce(&mut Value), needles: &[&str]) {
+    let d = copy_fused();
+    let p = d.path().join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut m);
+    std::fs::write(&p, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    expect_model_error(d.path(), needles);
+}
+
+fn expect_model_error(dir: &Path, needles: &[&str]) {
+    let err = Context::new(&common::config(dir)).expect_err("broken bundle must not load");
+    assert_eq!(err.status(), Status::ModelLoad, "{err}");
+    let msg = err.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "message {msg:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn loads_and_predicts_with_one_run_per_chunk() {
+    let ctx = Context::new(&common::config(&fused())).unwrap();
+    assert_eq!(ctx.stages().len(), 4);
+    let gb = common::random_blocks(300, 9);
+    let blocks: Vec<_> = gb.iter().map(|b| b.block()).collect();
+    let mut out = vec![Prediction::default(); blocks.len()];
+    ctx.predict_blocks(&blocks, &mut out).unwrap();
+    for (b, p) in blocks.iter().zip(&out) {
+        let single = ctx.predict_block(b).unwrap();
+        for (a, c) in p.probabilities.iter().zip(&single.probabilities) {
+            assert!((a - c).abs() < 1e-6);
+        }
+        let sum: f32 = p.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn a_stage_output_the_graph_lacks() {
+    edit(
+        |m| m["stages"][1]["output"]["name"] = json!("stage2x"),
+        &["model.onnx", "stages[1].output", "stage2x"],
+    );
+}
+
+#[test]
+fn a_graph_output_no_stage_uses() {
+    // stage2's output renamed to stage3_rect's: used twice, and the graph's
+    // `stage2` output is then no stage's.
+    edit(
+        |m| m["stages"][1]["output"]["name"] = json!("stage3_rect"),
+        &["manifest.json", "stages[2].output.name", "used by two stages"],
+    );
+}
+
+#[test]
+fn wrong_output_width() {
+    // stage1 declared with 2 classes but checked against a 3-wide output
+    edit(
+        |m| {
+            m["stages"][0]["output"]["name"] = json!("stage2");
+            m["stages"][1]["output"]["name"] = json!("stage1");
+        },
+        &["model.onnx", "stages[0].output", "shape"],
+    );
+}
+
+#[test]
+fn stage_files_are_refused_in_a_fused_bundle() {
+    edit(
+        |m| m["stages"][2]["file"] = json!("stage3_rect.onnx"),
+        &["stages[2].file", "fused bundle"],
+    );
+}
+
+#[test]
+fn a_trunk_is_refused_in_a_fused_bundle() {
+    edit(
+        |m| {
+            m["trunk"] = json!({"file": "model.onnx", "sha256": "0".repeat(64),
+                                "input": {"name": "x", "shape": [-1, 4, 16, 16]},
+                                "output": {"name": "f", "shape": [-1, 8, 4, 4]}})
+        },
+        &["trunk", "no trunk"],
+    );
+}
+
+#[test]
+fn graph_needs_schema_2_and_schema_2_needs_graph() {
+    edit(
+        |m| m["schema_version"] = json!(1),
+        &["graph", "schema_version 2"],
+    );
+    edit(
+        |m| {
+            m.as_object_mut().unwrap().remove("graph");
+        },
+        &["graph", "needs `graph`"],
+    );
+    edit(|m| m["schema_version"] = json!(3), &["schema_version", "3"]);
+}
+
+#[test]
+fn graph_hash_and_inputs_are_checked() {
+    edit(
+        |m| m["graph"]["sha256"] = json!("0".repeat(64)),
+        &["model.onnx", "graph.sha256", "SHA-256 mismatch"],
+    );
+    edit(
+        |m| m["graph"]["inputs"][0]["source"] = json!("trunk"),
+        &["graph.inputs[0].source", "no trunk"],
+    );
+    edit(
+        |m| m["graph"]["inputs"][1]["name"] = json!("sidefeatures"),
+        &["model.onnx", "graph.inputs"],
+    );
+}
