@@ -36,3 +36,23 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "DatasetError" in err and "HORZ_4" in err and "allow_missing_classes" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # failed before any training
+
+
+def test_cli_pipeline_blocknet_fused(tmp_path):
+    """train-all with a BlockNet arch writes a fused (schema 2) bundle that
+    the reference loads and scores, and re-export reproduces its graph."""
+    data = tmp_path / "data"
+    assert main(["make-synthetic-dataset", "--out", str(data), "--sequences", "4", "--blocks-per-shard", "200"]) == 0
+    quick = ["--set", "epochs=1", "--set", "max_steps_per_epoch=3", "--set", "progress=false", "--set", "threads=1",
+             "--set", "val_max_blocks=200", "--set", "validate_subset=64", "--set", "plots=false",
+             "--set", 'arch="blocknet8"', "--set", 'stem="patch4"']
+    assert main(["train-all", "--config", "smoke", "--data", str(data), "--out-root", str(tmp_path / "runs"),
+                 "--bundle", str(tmp_path / "bundle"), "--name", "bn"] + quick) == 0
+    m = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert m["schema_version"] == 2 and m["graph"]["file"] == "model.onnx" and "trunk" not in m
+    assert [s["output"]["name"] for s in m["stages"]] == ["stage1", "stage2", "stage3_rect", "stage3_ab"]
+    assert m["training"]["recipe"]["shared_layer3"] is True
+    assert "test" in m["training"]["metrics"]
+    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2")]) == 0
+    m2 = json.loads((tmp_path / "bundle2" / "manifest.json").read_text())
+    assert m2["graph"]["sha256"] == m["graph"]["sha256"]
