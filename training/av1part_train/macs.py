@@ -5,7 +5,9 @@ A convolution's taps that fall on zero padding cost time but carry no
 information; on a 1x1 map a 3x3 kernel has 8 such taps out of 9. For each
 Conv2d the count here is exact: the number of (output position, kernel tap)
 pairs that land inside the input, times in/groups x out channels; the
-"dense" count includes the padding taps. Linear layers count in x out.
+"dense" count includes the padding taps. Linear layers count rows x in x
+out. Modules with a ``macs(input) -> (real, dense)`` method (BlockNet's
+grid convolutions) count themselves.
 """
 from __future__ import annotations
 
@@ -36,12 +38,24 @@ def count_macs(module: nn.Module, *inputs) -> dict:
                        "out": list(out.shape[1:]), "real": _valid_pairs(m, h, w) * per_tap, "dense": dense})
 
     def linear_hook(m, inp, out):
-        n = m.in_features * m.out_features
-        layers.append({"name": names.get(m, "?"), "kind": "linear", "in": [m.in_features],
-                       "out": [m.out_features], "real": n, "dense": n})
+        rows = inp[0].numel() // m.in_features          # e.g. 16 cells
+        n = rows * m.in_features * m.out_features
+        layers.append({"name": names.get(m, "?"), "kind": "linear", "in": list(inp[0].shape[1:]),
+                       "out": list(out.shape[1:]), "real": n, "dense": n})
 
+    def own_hook(m, inp, out):
+        real, dense = m.macs(inp[0])
+        layers.append({"name": names.get(m, "?"), "kind": type(m).__name__, "in": list(inp[0].shape[1:]),
+                       "out": list(out.shape[1:]), "real": real, "dense": dense})
+
+    owned = [m for m in module.modules() if hasattr(m, "macs")]
+    inside = {c for m in owned for c in m.modules() if c is not m}
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if m in inside:
+            continue
+        if hasattr(m, "macs"):
+            hooks.append(m.register_forward_hook(own_hook))
+        elif isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))

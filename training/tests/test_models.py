@@ -103,16 +103,45 @@ def _hierarchy(arch, stem, in_chans=3, num_side=2):
 def test_blocknet_keeps_a_4x4_grid_through_every_layer(arch):
     m = StageModel("stage2", arch, 3, num_side=2, stem="patch4", mode="adapter")
     r = count_macs(m, torch.zeros(1, 3, 16, 16), torch.zeros(1, 2))
-    convs = [l for l in r["layers"] if l["kind"] == "conv"]
-    # every conv after the stem works on the 4x4 grid of 4x4-pixel cells,
-    # the adapters' depthwise 3x3 included
-    assert convs[0]["name"] == "backbone.stem.0" and convs[0]["out"][1:] == [4, 4]
-    assert all(l["in"][1:] == [4, 4] and l["out"][1:] == [4, 4] for l in convs[1:])
-    assert any(l["name"].startswith("adapters.layer3.dw") for l in convs)
-    # a 3x3 at 4x4 has 100 of 144 taps on data; the stem (4x4/4) has no padding
-    c3 = [l for l in convs if l["name"].endswith("conv1")][0]
-    assert c3["real"] * 144 == c3["dense"] * 100
-    assert convs[0]["real"] == convs[0]["dense"]
+    width = m.backbone.width
+    grid = [l for l in r["layers"] if l["kind"] in ("CellConvBN", "CellDepthwise", "LinearBN")]
+    # the stem maps the 16 cells' samples to features; every later grid
+    # layer works on 16 cells, the adapters' depthwise 3x3 included
+    assert grid[0]["name"] == "backbone.stem.lin" and grid[0]["out"] == [16, width]
+    assert all(l["in"][0] == 16 and l["out"][0] == 16 for l in grid)
+    assert any(l["name"] == "adapters.layer3.dw" for l in grid)
+    # a 3x3 on the 4x4 grid has 100 (out cell, in cell) pairs on real cells;
+    # the dense MatMul runs all 256
+    c3 = [l for l in grid if l["kind"] == "CellConvBN"]
+    assert len(c3) == 8 and all(l["real"] * 256 == l["dense"] * 100 for l in c3)
+    with torch.no_grad():
+        h = m.backbone.forward_trunk(torch.randn(2, 3, 16, 16))
+    assert tuple(h.shape) == (2, 16, width)
+
+
+def test_grid_conv_is_a_3x3_convolution_over_cells():
+    """CellConvBN equals Conv2d(3x3, padding 1) on the 4x4 map of cells."""
+    from av1part_train.models.blocknet import CellConvBN
+    torch.manual_seed(0)
+    cc = CellConvBN(5, 7).eval()
+    with torch.no_grad():
+        cc.lin.bn.running_mean.uniform_(-1, 1)
+        cc.lin.bn.running_var.uniform_(0.5, 2)
+        cc.lin.bn.weight.uniform_(0.5, 2)
+        cc.lin.bn.bias.uniform_(-1, 1)
+        h = torch.randn(3, 16, 5)
+        got = cc(h)
+        # the same weights as a Conv2d: [cout, 9 taps, cin] -> [cout, cin, 3, 3]
+        w = cc.lin.weight.reshape(7, 9, 5).permute(0, 2, 1).reshape(7, 5, 3, 3)
+        nchw = h.reshape(3, 4, 4, 5).permute(0, 3, 1, 2)
+        ref = torch.nn.functional.conv2d(nchw, w, padding=1)
+        ref = torch.nn.functional.batch_norm(ref, cc.lin.bn.running_mean, cc.lin.bn.running_var,
+                                             cc.lin.bn.weight, cc.lin.bn.bias, False, 0.0, cc.lin.bn.eps)
+        assert torch.allclose(got, ref.permute(0, 2, 3, 1).reshape(3, 16, 7), atol=1e-5)
+    # train mode uses batch statistics, eval the folded running ones
+    cc.train()
+    y = cc(torch.randn(64, 16, 5))
+    assert abs(float(y.detach().mean())) < 0.2
 
 
 def test_resnet18_imagenet_stem_wastes_most_of_its_compute_on_padding():
@@ -124,19 +153,25 @@ def test_resnet18_imagenet_stem_wastes_most_of_its_compute_on_padding():
     assert sum(l["real"] for l in deep) * 9 <= sum(l["dense"] for l in deep) * 1.5
 
 
-def test_grid_pooling_tells_rows_from_columns():
+@pytest.mark.parametrize("layout", ["nchw", "cells"])
+def test_grid_pooling_tells_rows_from_columns(layout):
     h = torch.zeros(1, 1, 4, 4)
     h[0, 0, 0, :] = 1.0          # top row lit
     v = torch.zeros(1, 1, 4, 4)
     v[0, 0, :, 0] = 1.0          # left column lit
+    if layout == "cells":
+        h, v = h.reshape(1, 1, 16).transpose(1, 2), v.reshape(1, 1, 16).transpose(1, 2)
     ph, pv = pool_features(h, "grid"), pool_features(v, "grid")
     assert ph.shape[1] == POOL_FACTOR["grid"] == 13
     assert torch.equal(ph[0, 0], pv[0, 0])                  # same global mean
     assert not torch.equal(ph, pv)                           # but rows/cols differ
     assert torch.equal(pool_features(h, "mean"), pool_features(v, "mean"))
+    if layout == "cells":   # same values as the NCHW pooling of the same map
+        m = h.transpose(1, 2).reshape(1, 1, 4, 4)
+        assert torch.allclose(pool_features(h, "grid").sort().values, pool_features(m, "grid").sort().values)
 
 
-@pytest.mark.parametrize("arch,lo,hi", [("blocknet8", 0.05e6, 0.3e6), ("blocknet24", 0.5e6, 2e6),
+@pytest.mark.parametrize("arch,lo,hi", [("blocknet8", 0.05e6, 0.2e6), ("blocknet24", 0.5e6, 2e6),
                                         ("blocknet64", 4e6, 12e6)])
 def test_blocknet_cascade_sizes(arch, lo, hi):
     """The three widths span ~0.1 M, ~1 M, ~10 M MACs per block for the

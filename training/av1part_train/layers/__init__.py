@@ -1,5 +1,6 @@
 """Layers library: adapters and heads live here, not inside the backbone."""
-from .adapters import ConvAdapter, ResidualAdapter, create_adapter, ADAPTER_KINDS
+from .adapters import (ConvAdapter, ResidualAdapter, CellConvAdapter, CellResidualAdapter, create_adapter,
+                       ADAPTER_KINDS)
 from .heads import MLPHead
 
-__all__ = ["ConvAdapter", "ResidualAdapter", "create_adapter", "ADAPTER_KINDS", "MLPHead"]
+__all__ = ["ConvAdapter", "ResidualAdapter", "CellConvAdapter", "CellResidualAdapter", "create_adapter", "ADAPTER_KINDS", "MLPHead"]

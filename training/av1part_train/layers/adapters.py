@@ -9,6 +9,10 @@ ConvAdapter (Chen et al., Conv-Adapter; notes 02):
 ResidualAdapter (Rebuffi et al.; notes 03, "exp11a"): a bottleneck MLP on
 the globally pooled features whose output is broadcast-added back:
     h' = h + Up(Dropout(ReLU(Down(mean_hw(h)))))[:, :, None, None]
+
+Both exist for two feature layouts: ``nchw`` maps (ResNet) and ``cells``,
+``[N, 16, C]`` per 4x4-pixel cell (BlockNet), where the depthwise 3x3 runs
+over the 4x4 grid of cells.
 """
 from __future__ import annotations
 
@@ -61,10 +65,76 @@ class ResidualAdapter(nn.Module):
         return h + d[:, :, None, None]
 
 
+class CellDepthwise(nn.Module):
+    """Depthwise 3x3 over the 4x4 cell grid (zero padding): [N, 16, C], as
+    one MatMul with the dense grid matrix (see models/blocknet.py)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        from ..models.blocknet import shift_tensor
+        self.weight = nn.Parameter(torch.empty(9, channels))
+        self.channels = channels
+        self.register_buffer("shift", shift_tensor(), persistent=False)
+        self.register_buffer("eye", torch.eye(channels), persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        from ..models.blocknet import CELLS, grid_matrix
+        n = h.shape[0]
+        w_taps = self.weight[:, :, None] * self.eye          # [9, c, c], diagonal per tap
+        dense = grid_matrix(self.shift, w_taps)
+        return (h.reshape(n, CELLS * self.channels) @ dense.t()).reshape(n, CELLS, self.channels)
+
+    def macs(self, h: torch.Tensor) -> tuple[int, int]:
+        from ..models.blocknet import VALID_TAPS, CELLS
+        return VALID_TAPS * self.channels, CELLS * CELLS * self.channels * self.channels
+
+
+class CellConvAdapter(nn.Module):
+    """ConvAdapter on cell features: h + alpha * Up(DW3x3(ReLU(Down(h))))."""
+
+    def __init__(self, channels: int, reduction: int = 4, init_scale: float = 0.01):
+        super().__init__()
+        if reduction < 1:
+            raise ValueError("adapter reduction must be >= 1")
+        hidden = max(1, channels // reduction)
+        self.down = nn.Linear(channels, hidden, bias=False)
+        self.act = nn.ReLU(inplace=False)
+        self.dw = CellDepthwise(hidden)
+        self.up = nn.Linear(hidden, channels, bias=False)
+        self.alpha = nn.Parameter(torch.ones(channels))
+        self.reset_parameters(init_scale)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_scale: float = 0.01):
+        # kaiming (fan_out, ReLU) as ConvAdapter, scaled near zero
+        nn.init.normal_(self.down.weight, std=init_scale * (2.0 / self.down.out_features) ** 0.5)
+        nn.init.normal_(self.dw.weight, std=init_scale * (2.0 / 9) ** 0.5)
+        nn.init.normal_(self.up.weight, std=init_scale * (2.0 / self.up.out_features) ** 0.5)
+        self.alpha.fill_(1.0)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # alpha folded into Up: a constant for the exporter, one Mul fewer per adapter
+        return h + torch.nn.functional.linear(self.dw(self.act(self.down(h))), self.up.weight * self.alpha[:, None])
+
+
+class CellResidualAdapter(ResidualAdapter):
+    """ResidualAdapter on cell features: the MLP of the mean over cells."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        d = self.up(self.drop(self.act(self.down(h.mean(dim=1)))))
+        return h + d[:, None, :]
+
+
+LAYOUTS = ("nchw", "cells")
+
+
 def create_adapter(kind: str, channels: int, reduction: int = 4, bottleneck: int = 64,
-                   dropout: float = 0.1) -> nn.Module:
+                   dropout: float = 0.1, layout: str = "nchw") -> nn.Module:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown feature layout {layout!r}; known: {LAYOUTS}")
+    cells = layout == "cells"
     if kind == "conv":
-        return ConvAdapter(channels, reduction=reduction)
+        return (CellConvAdapter if cells else ConvAdapter)(channels, reduction=reduction)
     if kind == "residual":
-        return ResidualAdapter(channels, bottleneck=bottleneck, dropout=dropout)
+        return (CellResidualAdapter if cells else ResidualAdapter)(channels, bottleneck=bottleneck, dropout=dropout)
     raise ValueError(f"unknown adapter kind {kind!r}; known: {ADAPTER_KINDS}")

@@ -69,7 +69,32 @@ def _grid_factor(side: int = 4) -> int:
 POOL_FACTOR = {"mean": 1, "grid": _grid_factor()}
 
 
+def _cell_pool_matrix() -> torch.Tensor:
+    """[13, 16]: the global mean, the 4 row means, the 4 column means and the
+    4 quadrant means of a 4x4 grid of cells (raster order)."""
+    m = torch.zeros(13, 16)
+    m[0] = 1 / 16
+    for r in range(4):
+        for c in range(4):
+            k = r * 4 + c
+            m[1 + r, k] = 1 / 4
+            m[5 + c, k] = 1 / 4
+            m[9 + (r // 2) * 2 + c // 2, k] = 1 / 4
+    return m
+
+
 def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
+    """``h``: an NCHW map, or cell features ``[N, 16, C]`` (4x4 raster)."""
+    if h.dim() == 3:
+        # one MatMul with a constant averaging matrix: ONNX Runtime runs it
+        # far faster than 4 ReduceMeans and a Concat on small tensors
+        n, cells, c = h.shape
+        if pool == "mean":
+            return h.mean(dim=1)
+        if cells != 16:
+            raise ValueError(f"grid pooling needs 16 cells, got {cells}")
+        pooled = h.transpose(1, 2).reshape(n * c, 16) @ _cell_pool_matrix().t().to(h.dtype)
+        return pooled.reshape(n, c * 13)
     if pool == "mean":
         return h.mean(dim=(2, 3))
     n, c, hh, ww = h.shape
@@ -125,7 +150,8 @@ class StageModel(nn.Module):
                     raise ValueError("adapters go on layer3/layer4 only (the trunk stem..layer2 is shared)")
                 ch = getattr(self.backbone, name)[-1].bn2.num_features
                 self.adapters[name] = create_adapter(adapter, ch, reduction=adapter_reduction,
-                                                     bottleneck=adapter_bottleneck)
+                                                     bottleneck=adapter_bottleneck,
+                                                     layout=getattr(self.backbone, "layout", "nchw"))
         self.head = MLPHead(self.backbone.num_features * POOL_FACTOR[self.pool], self.num_classes, hidden=head_hidden,
                             dropout=head_dropout, num_side=num_side)
         self.num_side = num_side
