@@ -183,6 +183,7 @@ impl Context {
         let bundle = Arc::new(Bundle::load(&cfg.model_dir)?);
         let runtime = runtime::get(cfg.ort_library.as_deref())?;
         let intra_threads = cfg.intra_op_threads.max(1);
+        let prepacked = ort::session::builder::PrepackedWeights::new();
 
         let mut provider_note = String::new();
         let mut chosen: Option<(Ep, Models)> = None;
@@ -191,6 +192,7 @@ impl Context {
                 ep: Ep::Cuda(cfg.cuda_device_id),
                 intra_threads,
                 optimization: cfg.graph_optimization,
+                prepacked: prepacked.clone(),
             };
             match Models::load(&runtime, &bundle, &s) {
                 Ok(m) => chosen = Some((s.ep, m)),
@@ -211,6 +213,7 @@ impl Context {
                     ep: Ep::Cpu,
                     intra_threads,
                     optimization: cfg.graph_optimization,
+                    prepacked: prepacked.clone(),
                 };
                 (Ep::Cpu, Models::load(&runtime, &bundle, &s)?)
             }
@@ -232,6 +235,7 @@ impl Context {
             ep,
             intra_threads,
             optimization: cfg.graph_optimization,
+            prepacked,
         };
         let (rt2, b2) = (Arc::clone(&runtime), Arc::clone(&bundle));
         let factory = Box::new(move || -> Result<Worker> {

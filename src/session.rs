@@ -11,7 +11,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex};
 
 use ort::ep;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
@@ -31,7 +31,7 @@ pub(crate) enum Ep {
 }
 
 /// Options common to all sessions of a context.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SessionSettings {
     /// Provider.
     pub ep: Ep,
@@ -39,6 +39,9 @@ pub(crate) struct SessionSettings {
     pub intra_threads: usize,
     /// Graph optimisation level.
     pub optimization: GraphOptimization,
+    /// One container per context: ONNX Runtime keeps the pre-packed (GEMM
+    /// layout) copy of each weight once, shared by every worker's session.
+    pub prepacked: PrepackedWeights,
 }
 
 /// Builds one session from the model's verified bytes, its external data
@@ -71,6 +74,8 @@ fn build_session(
         .with_intra_op_spinning(false)
         .map_err(|e| e.to_string())?
         .with_deterministic_compute(true)
+        .map_err(|e| e.to_string())?
+        .with_prepacked_weights(&s.prepacked)
         .map_err(|e| e.to_string())?;
     if let Ep::Cuda(device) = s.ep {
         let cuda = ep::CUDA::default()

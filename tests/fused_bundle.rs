@@ -72,7 +72,11 @@ fn a_graph_output_no_stage_uses() {
     // `stage2` output is then no stage's.
     edit(
         |m| m["stages"][1]["output"]["name"] = json!("stage3_rect"),
-        &["manifest.json", "stages[2].output.name", "used by two stages"],
+        &[
+            "manifest.json",
+            "stages[2].output.name",
+            "used by two stages",
+        ],
     );
 }
 
