@@ -96,6 +96,13 @@ def _cmd_evaluate(a):
     return 0
 
 
+def _cmd_quantize(a):
+    from .quantize import quantize_bundle
+    m = quantize_bundle(a.bundle, a.out, a.name)
+    print(f"wrote {a.out}: {m['graph']['file']} (int8), golden.json")
+    return 0
+
+
 def _cmd_experiments(a):
     from .experiments import rescore, run_experiments
     if a.rescore:
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--rescore", action="store_true", help="only recompute the test columns of finished rows")
     t.set_defaults(fn=_cmd_experiments)
+
+    t = sub.add_parser("quantize", help="int8 (dynamic quantisation) copy of a fused bundle")
+    t.add_argument("--bundle", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--name")
+    t.set_defaults(fn=_cmd_quantize)
 
     t = sub.add_parser("make-test-bundle", help="write the fixed-seed tiny test bundle (onnx/test-tiny)")
     t.add_argument("--out", default="onnx/test-tiny")

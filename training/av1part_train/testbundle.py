@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 
 from .export import export_bundle, synthetic_golden_blocks, ExportError
-from .layers import ConvAdapter
+from .layers import CellConvAdapter, ConvAdapter
+from .layers.adapters import CellDepthwise
+from .models.blocknet import LinearBN
 from .models.stage import StageModel, STAGE_ORDER
 from .reference import ReferenceBundle, stage_topology
 from .tensor import InputSpec, build_side, build_x
@@ -33,19 +35,24 @@ def randomize_(module: nn.Module, g: torch.Generator):
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
             if m.bias is not None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, LinearBN):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / m.cin))
+        elif isinstance(m, CellDepthwise):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2.0 / 9))
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             c = m.num_features
             m.weight.copy_(0.5 + torch.rand(c, generator=g))
             m.bias.copy_(torch.randn(c, generator=g) * 0.1)
             m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
             m.running_var.copy_(0.5 + torch.rand(c, generator=g) * 1.5)
-        elif isinstance(m, ConvAdapter):
+        elif isinstance(m, (ConvAdapter, CellConvAdapter)):
             m.alpha.copy_(0.5 + torch.rand(m.alpha.shape, generator=g))
 
 
 def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TEST_SPEC, ab_members: int = 2,
                          stem: str = "small"):
     g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # initialisers not covered by randomize_ draw from the global RNG
     kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem=stem)
     s1 = StageModel("stage1", mode="full", **kw)
     randomize_(s1, g)

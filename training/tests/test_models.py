@@ -187,3 +187,27 @@ def test_blocknet_cascade_sizes(arch, lo, hi):
         for s, o in zip(("stage1", "stage2", "stage3_rect", "stage3_ab"), outs):
             ref = st[s][0].eval()(x, side).softmax(1)
             assert torch.allclose(o, ref, atol=1e-6), s
+
+
+def test_cell_adapters_start_near_identity_and_train():
+    from av1part_train.layers import CellConvAdapter, CellResidualAdapter
+    torch.manual_seed(0)
+    h = torch.randn(4, 16, 24)
+    for a in (CellConvAdapter(24, reduction=4), CellResidualAdapter(24, bottleneck=8)):
+        out = a(h)
+        assert out.shape == h.shape
+        assert (out - h).abs().max() < 1e-3                    # near-zero init: features pass through
+        loss = (a(h) - 2 * h).pow(2).mean()
+        loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in a.parameters())
+
+
+def test_blocknet_adapter_mode_trains_only_adapters_and_head():
+    m = StageModel("stage2", "blocknet8", 4, num_side=3, stem="patch4", mode="adapter")
+    groups = m.param_groups()
+    assert not groups["backbone"] and groups["adapter"] and groups["head"]
+    m.train()
+    assert not m.backbone.training                                # BN of the frozen backbone in eval
+    n_train = sum(p.numel() for p in m.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in m.parameters())
+    assert n_train < n_all

@@ -138,3 +138,19 @@ def test_row_sum_fixtures_are_reproducible(tmp_path, name, row):
     out = s.run(None, {"features": np.random.rand(3, 16, 8, 8).astype(np.float32),
                        "side": np.random.rand(3, 3).astype(np.float32)})[0]
     np.testing.assert_allclose(out, np.tile(row, (3, 1)), atol=1e-7)
+
+
+def test_quantized_copy_of_the_fused_bundle(tmp_path):
+    """quantize writes a schema 2 bundle with int8 weights that the reference
+    loads; its stage outputs stay close to the float bundle's."""
+    import onnx
+    from av1part_train.quantize import quantize_bundle
+    m = quantize_bundle(ONNX / "test-fused", tmp_path / "q")
+    assert m["schema_version"] == 2 and m["training"]["recipe"]["quantization"]["weights"] == "int8 per tensor"
+    g = onnx.load(str(tmp_path / "q" / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in g.graph.initializer)
+    qa, fa = ReferenceBundle(tmp_path / "q"), ReferenceBundle(ONNX / "test-fused")
+    blocks = json.loads((ONNX / "test-fused" / "golden.json").read_text())["blocks"]
+    rq, rf = qa.run_blocks(blocks), fa.run_blocks(blocks)
+    assert np.abs(rq.probabilities - rf.probabilities).max() < 0.1
+    assert (rq.partition == rf.partition).mean() > 0.8

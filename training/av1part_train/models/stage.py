@@ -69,7 +69,7 @@ def _grid_factor(side: int = 4) -> int:
 POOL_FACTOR = {"mean": 1, "grid": _grid_factor()}
 
 
-def _cell_pool_matrix() -> torch.Tensor:
+def _make_cell_pool_matrix() -> torch.Tensor:
     """[13, 16]: the global mean, the 4 row means, the 4 column means and the
     4 quadrant means of a 4x4 grid of cells (raster order)."""
     m = torch.zeros(13, 16)
@@ -81,6 +81,15 @@ def _cell_pool_matrix() -> torch.Tensor:
             m[5 + c, k] = 1 / 4
             m[9 + (r // 2) * 2 + c // 2, k] = 1 / 4
     return m
+
+
+# Built once at import, so that a traced export sees one constant (built
+# inside the trace, each assignment would become a graph node).
+_CELL_POOL = _make_cell_pool_matrix()
+
+
+def _cell_pool_matrix() -> torch.Tensor:
+    return _CELL_POOL
 
 
 def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
