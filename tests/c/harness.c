@@ -1284,10 +1284,12 @@ static void golden_compare(const Av1partContext *ctx, const JVal *res, const Av1
     }
 }
 
-static void test_golden(void) {
+/* golden.json of the bundle `dir` against `ctx` (a context on it, exact
+ * mode), then each skip run with a context of its own */
+static void golden_check(const char *dir, Av1partContext *ctx) {
     char path[4096];
     size_t len;
-    char *text = read_file(path_in(path, sizeof path, g_tiny, "golden.json"), &len);
+    char *text = read_file(path_in(path, sizeof path, dir, "golden.json"), &len);
     CHECK(text != NULL, "cannot read %s", path);
     if (!text) return;
     JVal g;
@@ -1307,11 +1309,11 @@ static void test_golden(void) {
     /* exact mode, one block at a time and batched */
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-        CHECK_STATUS(av1part_predict_block(g_ctx, &k[i], &p[i]), AV1PART_STATUS_OK, "golden block");
-        golden_compare(g_ctx, &bl->items[i], &p[i], i, "exact/single", &worst);
+        CHECK_STATUS(av1part_predict_block(ctx, &k[i], &p[i]), AV1PART_STATUS_OK, "golden block");
+        golden_compare(ctx, &bl->items[i], &p[i], i, "exact/single", &worst);
     }
-    CHECK_STATUS(av1part_predict_blocks(g_ctx, k, n, p), AV1PART_STATUS_OK, "golden batch");
-    for (size_t i = 0; i < n; i++) golden_compare(g_ctx, &bl->items[i], &p[i], i, "exact/batch", &worst);
+    CHECK_STATUS(av1part_predict_blocks(ctx, k, n, p), AV1PART_STATUS_OK, "golden batch");
+    for (size_t i = 0; i < n; i++) golden_compare(ctx, &bl->items[i], &p[i], i, "exact/batch", &worst);
 
     /* the skip runs, each with its own context */
     const JVal *runs = j_get(&g, "skip_runs");
@@ -1322,6 +1324,7 @@ static void test_golden(void) {
         CHECK(sb && res && res->t == J_ARR && res->n == n, "skip run %zu malformed", r);
         if (!(sb && res && res->t == J_ARR && res->n == n)) continue;
         Av1partConfig cfg = tiny_config();
+        cfg.model_dir = dir;
         cfg.skip_below = sb->num;
         Av1partContext *c = NULL;
         CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, "skip-run context");
@@ -1339,11 +1342,41 @@ static void test_golden(void) {
                          (long)nskip->num);
         av1part_context_free(&c);
     }
-    if (g_verbose) fprintf(stderr, "    golden: %zu blocks, max |dp| %.3g\n", n, worst);
+    if (g_verbose) fprintf(stderr, "    golden %s: %zu blocks, max |dp| %.3g\n", dir, n, worst);
     free(k);
     free(p);
     free(tb);
     j_free(&g);
+}
+
+static void test_golden(void) { golden_check(g_tiny, g_ctx); }
+
+/* The fused bundle (schema 2, one graph): its golden set through the C ABI,
+ * and a manifest whose stage output the graph lacks is a model-load error
+ * naming the file and the output. */
+static void test_fused_bundle(void) {
+    char fused[2400], d[4096], f[4096];
+    snprintf(fused, sizeof fused, "%s/onnx/test-fused", g_root);
+    Av1partConfig cfg = tiny_config();
+    cfg.model_dir = fused;
+    cfg.skip_below = 0.0;
+    Av1partContext *c = NULL;
+    CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, "test-fused");
+    if (c) {
+        CHECK(av1part_context_stage_count(c) == 4, "fused stages %zu", av1part_context_stage_count(c));
+        golden_check(fused, c);
+        av1part_context_free(&c);
+    }
+    int n = snprintf(d, sizeof d, "%s/fused-bad-output", g_tmp);
+    if (n > 0 && (size_t)n < sizeof d && copy_dir(fused, d) == 0) {
+        path_in(f, sizeof f, d, "manifest.json");
+        CHECK(replace_in_file(f, "\"output\": {\n        \"name\": \"stage2\"",
+                              "\"output\": {\n        \"name\": \"stage2x\"") == 0, "rename the stage2 output");
+        expect_load(d, AV1PART_STATUS_MODEL_LOAD, "model.onnx", "fused output missing (file)");
+        expect_load(d, AV1PART_STATUS_MODEL_LOAD, "stage2x", "fused output missing (output)");
+    } else {
+        CHECK(0, "copy %s", fused);
+    }
 }
 
 /* ---------- stress: many threads, one context, exact results ---------- */
@@ -1501,6 +1534,7 @@ static const Test MAIN_TESTS[] = {
     {"predict_frame: invalid input", test_frame_errors, 1},
     {"predict_frame: frame_threads does not change results", test_frame_threads, 1},
     {"golden.json parity through the C ABI", test_golden, 1},
+    {"fused bundle (schema 2): golden set, output mismatch", test_fused_bundle, 0},
     {"stage rows must sum to 1", test_row_sum_check, 1},
     {"decision grid", test_decision_grid, 1},
     {"stress: threads x calls, exact", test_stress, 1},
