@@ -4,7 +4,7 @@
 mod common;
 
 use av1part::{Context, Prediction};
-use common::{golden, tiny, GResult};
+use common::{golden, GResult};
 
 const TOL: f64 = 1e-5;
 
@@ -86,14 +86,21 @@ fn check_with_margin(
     nulls
 }
 
-/// Every shipped bundle that carries a golden set: the fixed-seed test
-/// bundles (schema 1 and the fused schema 2; always) and the trained
-/// default bundle.
+/// Every bundle under `onnx/` that carries a golden set: the fixed-seed
+/// test bundles (schema 1 and the fused schema 2) and the trained `fast`
+/// and `default` bundles.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![tiny(), common::root().join("onnx/test-fused")];
-    let default = common::root().join("onnx/default");
-    if default.join("golden.json").is_file() {
-        dirs.push(default);
+    let mut dirs: Vec<_> = std::fs::read_dir(common::root().join("onnx"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("golden.json").is_file())
+        .collect();
+    dirs.sort();
+    for want in ["test-tiny", "test-fused", "fast", "default"] {
+        assert!(
+            dirs.iter().any(|d| d.ends_with(want)),
+            "onnx/{want} has no golden.json"
+        );
     }
     dirs
 }
