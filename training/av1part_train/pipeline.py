@@ -77,7 +77,25 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
             per_stage[s] = classification_metrics(res.stage_probs[s][sel], t[sel], stage_classes(s))
     out["stages"] = per_stage
     out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
+    out["topk_recall"] = topk_recall(P, ds.labels10)
+    out["prior_topk_recall"] = topk_recall(np.tile(prior_leaf_distribution(ref.manifest), (len(ds), 1)),
+                                           ds.labels10)
     return out
+
+
+def topk_recall(probs: np.ndarray, labels: np.ndarray, ks=(1, 2, 3, 4, 5)) -> dict:
+    """Fraction of blocks whose true partition is among the k most probable
+    (ties broken by the lower partition number, as the plugin does)."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    return {str(k): float((order[:, :k] == np.asarray(labels)[:, None]).any(1).mean()) for k in ks}
+
+
+def prior_leaf_distribution(manifest: dict) -> np.ndarray:
+    """The ten partition probabilities of the priors alone: the fixed list
+    of types by training frequency a pruner must beat."""
+    from .reference import run_cascade
+    pri = {st["name"]: np.asarray(st["prior"], np.float32) for st in manifest["stages"]}
+    return run_cascade(manifest, 1, lambda s, idx: np.tile(pri[s], (len(idx), 1)), 0.0).probabilities[0]
 
 
 def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: str | None = None,

@@ -51,3 +51,42 @@ def plot_confusion(cm: np.ndarray, names, path: Path, title: str = ""):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_sizes(rows: list[dict], path: Path, title: str = ""):
+    """Quality against cost: each row has ``name``, ``us_per_block`` and an
+    ``evaluate`` result (``stages`` macro F1, ``topk_recall``,
+    ``prior_topk_recall``); ``baseline`` rows are drawn as crosses, not
+    joined. Left: macro F1 per stage; right: top-k recall, with the
+    training-prior list as dashed lines."""
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: r["us_per_block"])
+    base = [r for r in rows if r.get("baseline")]
+    rows = [r for r in rows if not r.get("baseline")]
+    x = [r["us_per_block"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, s in enumerate(("stage1", "stage2", "stage3_rect", "stage3_ab")):
+        ax[0].plot(x, [r["eval"]["stages"][s]["macro_f1"] for r in rows], "o-", color=f"C{i}", label=s)
+        ax[0].plot([b["us_per_block"] for b in base], [b["eval"]["stages"][s]["macro_f1"] for b in base], "x",
+                   color=f"C{i}", ms=9)
+    for r in rows + base:
+        ax[0].annotate(r["name"], (r["us_per_block"], r["eval"]["stages"]["stage1"]["macro_f1"]),
+                       textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("µs per block (predict_frame, 1080p, 1 thread)")
+    ax[0].set_ylabel("test macro F1")
+    ax[0].legend(fontsize=8)
+    for k, c in zip(("1", "2", "3", "5"), ("C0", "C1", "C2", "C3")):
+        ax[1].plot(x, [r["eval"]["topk_recall"][k] for r in rows], "o-", color=c, label=f"top-{k}")
+        ax[1].plot([b["us_per_block"] for b in base], [b["eval"]["topk_recall"][k] for b in base], "x", color=c, ms=9)
+        ax[1].axhline(rows[0]["eval"]["prior_topk_recall"][k], color=c, ls="--", lw=0.8)
+    ax[1].set_xscale("log")
+    ax[1].set_xlabel("µs per block (predict_frame, 1080p, 1 thread)")
+    ax[1].set_ylabel("recall of the true partition (dashed: prior list)")
+    ax[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

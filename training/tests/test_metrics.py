@@ -35,3 +35,21 @@ def test_ece_mce_by_hand():
     assert mce == pytest.approx(0.4)
     m = classification_metrics(probs, y, ["a", "b"])
     assert m["ece"] == pytest.approx(0.4, abs=1e-9)
+
+
+def test_topk_recall_and_the_prior_list():
+    import numpy as np
+    from av1part_train.pipeline import prior_leaf_distribution, topk_recall
+    p = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.2, 0.6]])
+    y = np.array([2, 1, 1])
+    r = topk_recall(p, y, (1, 2, 3))
+    assert r == {"1": 0.0, "2": 1 / 3, "3": 1.0}
+    # ties go to the lower index: block 2 ranks 2, 0, 1
+    assert topk_recall(p[2:], y[2:], (2,))["2"] == 0.0
+    m = {"cascade": {"root": "a", "skip_below": 0.0},
+         "stages": [{"name": "a", "classes": [{"name": "n", "partition": "NONE"}, {"name": "p", "next": "b"}],
+                     "prior": [0.6, 0.4]},
+                    {"name": "b", "classes": [{"name": "s", "partition": "SPLIT"}, {"name": "h", "partition": "HORZ"}],
+                     "prior": [0.25, 0.75]}]}
+    d = prior_leaf_distribution(m)
+    assert np.allclose(d[[0, 3, 1]], [0.6, 0.1, 0.3]) and abs(d.sum() - 1) < 1e-6
