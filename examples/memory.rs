@@ -90,7 +90,8 @@ fn run() -> Result<(), String> {
                 let (ctx, barrier, y) = (Arc::clone(&ctx), Arc::clone(&barrier), y.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    for _ in 0..50 {
+                    // long enough that the k calls overlap, so each needs a worker
+                    for _ in 0..3000 {
                         let _ = ctx.predict_block(&block(&y));
                     }
                 })
@@ -101,7 +102,7 @@ fn run() -> Result<(), String> {
         }
         let now = rss_mib();
         println!(
-            "  {} workers created: RSS {now:.1} MiB ({:+.1} MiB for this one)",
+            "  {k} concurrent callers, {} workers created: RSS {now:.1} MiB ({:+.1} MiB since the previous line)",
             ctx.sessions_created(),
             now - last
         );

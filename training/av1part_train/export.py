@@ -302,6 +302,17 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
         proto = _export_onnx(mod, args, names, list(STAGE_ORDER))
     onnx.save_model(proto, str(tmp / FUSED_FILE))
     onnx.checker.check_model(str(tmp / FUSED_FILE))
+    # Fold the weight-only subgraphs (BlockNet's dense grid matrices, the
+    # folded BatchNorms) once here rather than in every session the plugin
+    # creates: measured on blocknet24, 21 MiB less at load and 9 MiB less
+    # per extra worker. Basic level: constant folding only, standard ops.
+    folded = tmp / (FUSED_FILE + ".folded")
+    fso = ort.SessionOptions()
+    fso.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    fso.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(tmp / FUSED_FILE), fso, providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(str(folded))
+    os.replace(folded, tmp / FUSED_FILE)
     size = (tmp / FUSED_FILE).stat().st_size
     if size > max_bundle_bytes:
         raise ExportError(f"{FUSED_FILE} is {size / 1e6:.1f} MB > {max_bundle_bytes / 1e6:.1f} MB")

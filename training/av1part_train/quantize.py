@@ -3,10 +3,10 @@ quantisation of every MatMul/Gemm weight (per-tensor int8 weights,
 activations quantised on the fly), for the issue's "int8 tried for the fast
 bundle, kept only if faster at equal accuracy".
 
-The BlockNet graph builds its dense grid matrices from the 3x3 kernels
-inside the graph; quantisation needs them as initializers, so the graph is
-first constant-folded by ONNX Runtime (basic level: standard ONNX ops only)
-and then quantised. The result is a normal schema 2 bundle with a fresh
+Quantisation needs the weights as initializers; the exporter has already
+constant-folded the graph (BlockNet's dense grid matrices), and folding it
+again here (ONNX Runtime, basic level: standard ONNX ops only) is harmless
+for bundles exported before that. The result is a normal schema 2 bundle with a fresh
 golden set; compare it with ``evaluate`` and ``scripts/bench.sh``.
 """
 from __future__ import annotations
