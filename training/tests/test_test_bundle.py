@@ -67,7 +67,8 @@ def test_committed_bundle_reproduces_its_golden_set(kind):
         assert m["training"]["recipe"]["shared_layer3"]
     else:
         assert m["data_files"] and m["trunk"]
-    assert sum(f.stat().st_size for f in bundle.iterdir()) < 1_000_000
+    # the fused graph holds its dense grid matrices folded (export folds them once)
+    assert sum(f.stat().st_size for f in bundle.iterdir()) < (2_000_000 if kind == "test-fused" else 1_000_000)
     blocks = g["blocks"]
     assert {b["bit_depth"] for b in blocks} == {8, 10, 12}
     assert {b["prev_y"] is None for b in blocks} == {True, False}

@@ -79,10 +79,9 @@ class CellDepthwise(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         from ..models.blocknet import CELLS, grid_matrix
-        n = h.shape[0]
         w_taps = self.weight[:, :, None] * self.eye          # [9, c, c], diagonal per tap
         dense = grid_matrix(self.shift, w_taps)
-        return (h.reshape(n, CELLS * self.channels) @ dense.t()).reshape(n, CELLS, self.channels)
+        return (h.reshape(-1, CELLS * self.channels) @ dense.t()).reshape(-1, CELLS, self.channels)
 
     def macs(self, h: torch.Tensor) -> tuple[int, int]:
         from ..models.blocknet import VALID_TAPS, CELLS

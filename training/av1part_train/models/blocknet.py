@@ -111,7 +111,7 @@ class LinearBN(nn.Module):
         if self.bn.training:
             n, cells, _ = u.shape
             y = u @ self.weight.t()
-            return self.bn(y.reshape(n * cells, self.cout)).reshape(n, cells, self.cout)
+            return self.bn(y.reshape(-1, self.cout)).reshape(-1, cells, self.cout)
         scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
         w = self.weight * scale[:, None]
         b = self.bn.bias - self.bn.running_mean * scale
@@ -134,16 +134,22 @@ class CellConvBN(nn.Module):
         self.register_buffer("shift", shift_tensor(), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        n = h.shape[0]
+        """``[N, 16, cin] -> [N, 16, cout]``, or flat ``[N, 16*cin] ->
+        [N, 16*cout]`` (so that chained grid convolutions need no Reshape
+        between them). Shapes use -1 for the batch: the exported graph has
+        no shape arithmetic."""
+        if h.dim() == 3:
+            return self.forward(h.reshape(-1, CELLS * self.cin)).reshape(-1, CELLS, self.cout)
+        f = h
         w_taps = self.lin.weight.reshape(self.cout, 9, self.cin).permute(1, 0, 2)
         bn = self.lin.bn
         if bn.training:
-            y = h.reshape(n, CELLS * self.cin) @ grid_matrix(self.shift, w_taps).t()
-            return bn(y.reshape(n * CELLS, self.cout)).reshape(n, CELLS, self.cout)
+            y = f @ grid_matrix(self.shift, w_taps).t()
+            return bn(y.reshape(-1, self.cout)).reshape(-1, CELLS * self.cout)
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         dense = grid_matrix(self.shift, w_taps * scale[None, :, None])
         bias = (bn.bias - bn.running_mean * scale).repeat(CELLS)
-        return (h.reshape(n, CELLS * self.cin) @ dense.t() + bias).reshape(n, CELLS, self.cout)
+        return f @ dense.t() + bias
 
     @property
     def bn(self):
@@ -168,7 +174,9 @@ class CellBlock(nn.Module):
         return self.conv2.bn
 
     def forward(self, h):
-        return self.relu(h + self.conv2(self.relu(self.conv1(h))))
+        f = h.reshape(-1, CELLS * self.conv1.cin)
+        y = self.conv2(self.relu(self.conv1(f)))
+        return self.relu(f + y).reshape(-1, CELLS, self.conv2.cout)
 
 
 class CellStem(nn.Module):
@@ -181,9 +189,8 @@ class CellStem(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x):
-        n = x.shape[0]
-        cells = x.reshape(n, self.in_chans, GRID, 4, GRID, 4).permute(0, 2, 4, 1, 3, 5)
-        return self.relu(self.lin(cells.reshape(n, CELLS, self.in_chans * 16)))
+        cells = x.reshape(-1, self.in_chans, GRID, 4, GRID, 4).permute(0, 2, 4, 1, 3, 5)
+        return self.relu(self.lin(cells.reshape(-1, CELLS, self.in_chans * 16)))
 
 
 class BlockNetBackbone(nn.Module):

@@ -102,8 +102,8 @@ def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
             return h.mean(dim=1)
         if cells != 16:
             raise ValueError(f"grid pooling needs 16 cells, got {cells}")
-        pooled = h.transpose(1, 2).reshape(n * c, 16) @ _cell_pool_matrix().t().to(h.dtype)
-        return pooled.reshape(n, c * 13)
+        pooled = h.transpose(1, 2).reshape(-1, 16) @ _cell_pool_matrix().t().to(h.dtype)
+        return pooled.reshape(-1, c * 13)
     if pool == "mean":
         return h.mean(dim=(2, 3))
     n, c, hh, ww = h.shape
