@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use av1part::{Context, Error, Status};
+use av1part::Context;
 use serde_json::Value;
 
 /// Copies test-tiny into a temp dir.
@@ -41,23 +41,12 @@ fn sha(path: &Path) -> String {
         .to_string()
 }
 
-/// Loads and expects a ModelLoad error whose message contains every needle.
-fn expect_model_error(dir: &Path, needles: &[&str]) {
-    let err = Context::new(&common::config(dir)).expect_err("broken bundle must not load");
-    assert_eq!(err.status(), Status::ModelLoad, "{err}");
-    let msg = err.to_string();
-    for n in needles {
-        assert!(msg.contains(n), "message {msg:?} lacks {n:?}");
-    }
-    assert!(matches!(err, Error::ModelLoad { .. }));
-}
-
 fn edit(f: impl FnOnce(&mut Value), needles: &[&str]) {
     let d = copy_tiny();
     let mut m = manifest(d.path());
     f(&mut m);
     write_manifest(d.path(), &m);
-    expect_model_error(d.path(), needles);
+    common::expect_model_error(d.path(), needles);
 }
 
 #[test]
@@ -68,7 +57,7 @@ fn intact_copy_loads() {
 
 #[test]
 fn missing_bundle_dir() {
-    expect_model_error(
+    common::expect_model_error(
         Path::new("/nonexistent/av1part-bundle"),
         &["av1part-bundle", "manifest.json", "cannot open"],
     );
@@ -104,7 +93,7 @@ fn every_weight_is_hash_checked() {
     let n = b.len();
     b[n / 3] ^= 0x40;
     std::fs::write(&p, b).unwrap();
-    expect_model_error(d.path(), &["backbone.data", "SHA-256 mismatch"]);
+    common::expect_model_error(d.path(), &["backbone.data", "SHA-256 mismatch"]);
 }
 
 #[test]
@@ -114,7 +103,7 @@ fn stage_symlinked_outside_the_bundle_is_refused() {
     let target = outside.path().join("stage2.onnx");
     std::fs::rename(d.path().join("stage2.onnx"), &target).unwrap();
     std::os::unix::fs::symlink(&target, d.path().join("stage2.onnx")).unwrap();
-    expect_model_error(d.path(), &["stage2.onnx", "outside the bundle directory"]);
+    common::expect_model_error(d.path(), &["stage2.onnx", "outside the bundle directory"]);
 }
 
 #[test]
@@ -135,7 +124,7 @@ fn model_file_linked_to_dev_zero_is_refused() {
     let d = copy_tiny();
     std::fs::remove_file(d.path().join("stage1.onnx")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", d.path().join("stage1.onnx")).unwrap();
-    expect_model_error(d.path(), &["stage1.onnx", "outside the bundle directory"]);
+    common::expect_model_error(d.path(), &["stage1.onnx", "outside the bundle directory"]);
 }
 
 #[test]
@@ -147,7 +136,7 @@ fn manifest_fifo_does_not_hang() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0);
     let t0 = std::time::Instant::now();
-    expect_model_error(d.path(), &["manifest.json", "a FIFO"]);
+    common::expect_model_error(d.path(), &["manifest.json", "a FIFO"]);
     assert!(t0.elapsed().as_secs() < 10);
 }
 
@@ -157,7 +146,7 @@ fn oversized_manifest_is_refused() {
     let mut text = std::fs::read_to_string(d.path().join("manifest.json")).unwrap();
     text.push_str(&" ".repeat(1 << 20));
     std::fs::write(d.path().join("manifest.json"), text).unwrap();
-    expect_model_error(d.path(), &["manifest.json", "over the limit"]);
+    common::expect_model_error(d.path(), &["manifest.json", "over the limit"]);
 }
 
 extern "C" {
@@ -169,7 +158,7 @@ extern "C" {
 fn bad_json() {
     let d = copy_tiny();
     std::fs::write(d.path().join("manifest.json"), "{ not json").unwrap();
-    expect_model_error(d.path(), &["manifest.json", "(json)"]);
+    common::expect_model_error(d.path(), &["manifest.json", "(json)"]);
 }
 
 #[test]
@@ -200,14 +189,14 @@ fn malformed_hash() {
 fn missing_model_file() {
     let d = copy_tiny();
     std::fs::remove_file(d.path().join("stage3_ab.onnx")).unwrap();
-    expect_model_error(d.path(), &["stage3_ab.onnx", "cannot read"]);
+    common::expect_model_error(d.path(), &["stage3_ab.onnx", "cannot read"]);
 }
 
 #[test]
 fn missing_data_file() {
     let d = copy_tiny();
     std::fs::remove_file(d.path().join("backbone.data")).unwrap();
-    expect_model_error(d.path(), &["backbone.data"]);
+    common::expect_model_error(d.path(), &["backbone.data"]);
 }
 
 #[test]
@@ -217,7 +206,7 @@ fn corrupt_data_file() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&p, bytes).unwrap();
-    expect_model_error(
+    common::expect_model_error(
         d.path(),
         &["backbone.data", "data_files[0].sha256", "mismatch"],
     );
@@ -232,7 +221,7 @@ fn corrupt_onnx_with_matching_hash() {
     let mut m = manifest(d.path());
     m["stages"][0]["sha256"] = Value::from(sha(&p));
     write_manifest(d.path(), &m);
-    expect_model_error(d.path(), &["stage1.onnx"]);
+    common::expect_model_error(d.path(), &["stage1.onnx"]);
 }
 
 #[test]

@@ -303,14 +303,22 @@ static void test_context_new_bad_args(void) {
 /* In bundle `d`, overwrites `target` with a copy of `source` and puts the
  * copy's SHA-256 into manifest.json, so the hash check passes and only the
  * plugin's check of the ONNX inputs/outputs can refuse it. */
-static void swap_model_keep_hash(const char *d, const char *target, const char *source) {
-    char t[4096], src[4096], m[4096], old_sha[65], new_sha[65];
+/* Replaces bundle d's file `target` by the file at path `src` and puts the
+ * new SHA-256 in the manifest, so only the checks after hashing can object. */
+static void install_model_keep_hash(const char *d, const char *target, const char *src) {
+    char t[4096], m[4096], old_sha[65], new_sha[65];
     path_in(t, sizeof t, d, target);
     CHECK(sha256_file_hex(t, old_sha) == 0, "hash %s", target);
-    CHECK(copy_file(path_in(src, sizeof src, d, source), t) == 0, "copy %s over %s", source, target);
+    CHECK(copy_file(src, t) == 0, "copy %s over %s", src, target);
     CHECK(sha256_file_hex(t, new_sha) == 0, "hash the new %s", target);
     CHECK(replace_in_file(path_in(m, sizeof m, d, "manifest.json"), old_sha, new_sha) == 0,
           "edit the sha of %s", target);
+}
+
+/* install_model_keep_hash with another file of the same bundle. */
+static void swap_model_keep_hash(const char *d, const char *target, const char *source) {
+    char src[4096];
+    install_model_keep_hash(d, target, path_in(src, sizeof src, d, source));
 }
 
 static void test_broken_bundles(void) {
@@ -1122,16 +1130,12 @@ static void test_frame_errors(void) {
  * prediction fails with INFERENCE naming the stage; the same stage with a
  * proper distribution ([0.25, 0.75]) is used exactly. */
 static void test_row_sum_check(void) {
-    char d[4096], f[4096], fix[4096];
+    char d[4096], fix[4096];
     const char *cases[2] = {"stage1_rows_sum_1p8.onnx", "stage1_rows_sum_1.onnx"};
     for (int c = 0; c < 2; c++) {
         if (!bundle_copy(c ? "rows-ok" : "rows-1p8", d, sizeof d)) continue;
         snprintf(fix, sizeof fix, "%s/tests/fixtures/%s", g_root, cases[c]);
-        char t[4096], old_sha[65], new_sha[65], m[4096];
-        path_in(t, sizeof t, d, "stage1.onnx");
-        CHECK(sha256_file_hex(t, old_sha) == 0 && copy_file(fix, t) == 0 && sha256_file_hex(t, new_sha) == 0,
-              "install %s", fix);
-        CHECK(replace_in_file(path_in(m, sizeof m, d, "manifest.json"), old_sha, new_sha) == 0, "edit sha");
+        install_model_keep_hash(d, "stage1.onnx", fix);
         Av1partConfig cfg = tiny_config();
         cfg.model_dir = d;
         Av1partContext *ctx = NULL;
@@ -1164,7 +1168,6 @@ static void test_row_sum_check(void) {
             CHECK(fabs(sum - 1.0) < 1e-5, "ten probabilities sum to %g", sum);
         }
         av1part_context_free(&ctx);
-        (void)f;
     }
     CHECK(AV1PART_PROB_SUM_TOLERANCE > 0 && AV1PART_PROB_SUM_TOLERANCE <= 1e-3, "tolerance %g",
           (double)AV1PART_PROB_SUM_TOLERANCE);

@@ -206,3 +206,15 @@ pub fn random_blocks(n: usize, seed: u64) -> Vec<GBlock> {
         })
         .collect()
 }
+
+/// Loads `dir` and expects a model-load error whose message contains every
+/// needle.
+pub fn expect_model_error(dir: &Path, needles: &[&str]) {
+    let err = Context::new(&config(dir)).expect_err("broken bundle must not load");
+    assert_eq!(err.status(), av1part::Status::ModelLoad, "{err}");
+    let msg = err.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "message {msg:?} lacks {n:?}");
+    }
+    assert!(matches!(err, av1part::Error::ModelLoad { .. }));
+}

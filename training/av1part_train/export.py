@@ -184,14 +184,7 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
         if fused:
             manifest = _export_fused(tmp, spec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
                                      recipe, metrics, skip_below, max_bundle_bytes)
-            ref = ReferenceBundle(tmp)
-            if golden_blocks:
-                write_golden(ref, tmp / "golden.json", name, golden_blocks, 0.0, golden_skip_below)
-            if out_dir.exists():
-                if not overwrite:
-                    raise ExportError(f"{out_dir} exists")
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
+            _publish(tmp, out_dir, name, golden_blocks, golden_skip_below, overwrite)
             return manifest
         models, torch_out = {}, {}
         with torch.no_grad():
@@ -261,20 +254,24 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
                 "classes": STAGES[s], "prior": _normalised_prior(s, priors),
             })
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-        # reload the whole bundle like the plugin would, then the golden set
-        ref = ReferenceBundle(tmp)
-        if golden_blocks:
-            write_golden(ref, tmp / "golden.json", name, golden_blocks, 0.0, golden_skip_below)
-        if out_dir.exists():
-            if not overwrite:
-                raise ExportError(f"{out_dir} exists")
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        _publish(tmp, out_dir, name, golden_blocks, golden_skip_below, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _publish(tmp: Path, out_dir: Path, name: str, golden_blocks, golden_skip_below, overwrite: bool):
+    """Reloads the finished bundle in ``tmp`` like the plugin would, writes
+    its golden set, then moves it to ``out_dir``."""
+    ref = ReferenceBundle(tmp)
+    if golden_blocks:
+        write_golden(ref, tmp / "golden.json", name, golden_blocks, 0.0, golden_skip_below)
+    if out_dir.exists():
+        if not overwrite:
+            raise ExportError(f"{out_dir} exists")
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
 
 
 def _normalised_prior(s: str, priors) -> list[float]:

@@ -43,7 +43,8 @@ def test_stage1_hash_mismatch_is_refused(tiny_hierarchy, tmp_path):
         load_stage_models(tiny_hierarchy["stage2"], str(other))
 
 
-def test_reload_mismatch_raises(tiny_hierarchy, monkeypatch, synth_dataset, tmp_path):
+def _corrupt_reloads(monkeypatch):
+    """Every reloaded checkpoint comes back with one head bias changed."""
     import av1part_train.checkpoint as C
     real = C.load_stage_models
 
@@ -53,6 +54,10 @@ def test_reload_mismatch_raises(tiny_hierarchy, monkeypatch, synth_dataset, tmp_
             models[0].head.fc.bias[0] += 1.0
         return models, ck
     monkeypatch.setattr(C, "load_stage_models", corrupt)
+
+
+def test_reload_mismatch_raises(tiny_hierarchy, monkeypatch, synth_dataset, tmp_path):
+    _corrupt_reloads(monkeypatch)
     cfg = TrainConfig(data=str(synth_dataset), out=str(tmp_path / "r"), stage="stage2",
                       stage1_ckpt=tiny_hierarchy["stage1"], **{**TINY, "epochs": 1})
     with pytest.raises(CheckpointError, match="reloaded checkpoint differs"):
@@ -84,21 +89,13 @@ def test_failed_verification_keeps_the_previous_checkpoint(tiny_hierarchy, tmp_p
 def test_training_reload_failure_leaves_best_in_place(tiny_hierarchy, monkeypatch, synth_dataset, tmp_path):
     """A stage run whose reload check fails writes no best.pt / last.pt over
     the previous ones."""
-    import av1part_train.checkpoint as C
     cfg = TrainConfig(data=str(synth_dataset), out=str(tmp_path / "r"), stage="stage2",
                       stage1_ckpt=tiny_hierarchy["stage1"], **{**TINY, "epochs": 1})
     train_stage(cfg)
     ckdir = [p.parent for p in (tmp_path / "r").rglob("best.pt")]
     assert ckdir, "first run wrote best.pt"
     saved = {p: p.read_bytes() for d in ckdir for p in d.glob("*.pt")}
-    real = C.load_stage_models
-
-    def corrupt(*a, **kw):
-        models, ck = real(*a, **kw)
-        with torch.no_grad():
-            models[0].head.fc.bias[0] += 1.0
-        return models, ck
-    monkeypatch.setattr(C, "load_stage_models", corrupt)
+    _corrupt_reloads(monkeypatch)
     with pytest.raises(CheckpointError, match="reloaded checkpoint differs"):
         train_stage(cfg)
     for p, b in saved.items():
