@@ -321,6 +321,20 @@ static void swap_model_keep_hash(const char *d, const char *target, const char *
     install_model_keep_hash(d, target, path_in(src, sizeof src, d, source));
 }
 
+/* Flips one bit of bundle d's `file` (in the middle, or `from_end` bytes
+ * before its end) and expects a model-load error naming the file. */
+static void flip_byte_expect(const char *d, const char *file, size_t from_end, const char *what) {
+    char f[4096];
+    size_t n;
+    char *b = read_file(path_in(f, sizeof f, d, file), &n);
+    CHECK(b != NULL && n > 100, "read %s", file);
+    if (!b) return;
+    b[from_end ? n - from_end : n / 2] ^= 0x10;
+    write_file(f, b, n);
+    free(b);
+    expect_load(d, AV1PART_STATUS_MODEL_LOAD, file, what);
+}
+
 static void test_broken_bundles(void) {
     char d[4096], f[4096], sha[65], sha2[65];
 
@@ -365,17 +379,7 @@ static void test_broken_bundles(void) {
         }
     }
     /* one flipped byte in a stage file: hash mismatch */
-    if (bundle_copy("flipped", d, sizeof d)) {
-        size_t n;
-        char *b = read_file(path_in(f, sizeof f, d, "stage3_rect.onnx"), &n);
-        CHECK(b != NULL && n > 100, "read stage3_rect.onnx");
-        if (b) {
-            b[n / 2] ^= 0x01;
-            write_file(f, b, n);
-            free(b);
-            expect_load(d, AV1PART_STATUS_MODEL_LOAD, "stage3_rect.onnx", "stage file hash mismatch");
-        }
-    }
+    if (bundle_copy("flipped", d, sizeof d)) flip_byte_expect(d, "stage3_rect.onnx", 0, "stage file hash mismatch");
     /* garbage ONNX whose hash the manifest matches: ORT must refuse it */
     if (bundle_copy("garbage-onnx", d, sizeof d)) {
         path_in(f, sizeof f, d, "stage1.onnx");
@@ -468,17 +472,7 @@ static void test_broken_bundles(void) {
         free(m);
     }
     /* every weight is hashed: one changed byte of backbone.data */
-    if (bundle_copy("weights-edited", d, sizeof d)) {
-        size_t n;
-        char *b = read_file(path_in(f, sizeof f, d, "backbone.data"), &n);
-        CHECK(b != NULL && n > 16, "read backbone.data");
-        if (b) {
-            b[n - 5] ^= 0x10;
-            write_file(f, b, n);
-            free(b);
-            expect_load(d, AV1PART_STATUS_MODEL_LOAD, "backbone.data", "one weight changed");
-        }
-    }
+    if (bundle_copy("weights-edited", d, sizeof d)) flip_byte_expect(d, "backbone.data", 5, "one weight changed");
     /* a stage file symlinked to a file outside the bundle directory */
     if (bundle_copy("link-outside", d, sizeof d)) {
         char outside[4096];
