@@ -218,6 +218,32 @@ typedef int32_t Av1partFrameType;
 #endif // __cplusplus
 
 /**
+ * Decision policy (values of `Av1partConfig.decision_policy`).
+ */
+enum Av1partPolicy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The argmax of the ten decision values (the cascade's products).
+     */
+    AV1PART_POLICY_FLAT = 0,
+    /**
+     * Down the tree, the most probable class of each stage (the research
+     * notes' rule); a stage that did not run contributes its prior.
+     */
+    AV1PART_POLICY_GREEDY = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum Av1partPolicy Av1partPolicy;
+#else
+typedef int32_t Av1partPolicy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Opaque context: a loaded model bundle and its ONNX Runtime sessions.
  *
  * Create with `av1part_context_new()`, destroy with
@@ -298,11 +324,57 @@ typedef struct Av1partConfig {
      */
     int32_t decision_grid;
     /**
+     * An `Av1partPolicy`: how `Av1partPrediction.partition` is chosen from
+     * the (grid-rounded) decision values. Default `AV1PART_POLICY_FLAT`.
+     */
+    int32_t decision_policy;
+    /**
      * Reserved for future fields; must be zero (`av1part_config_default()`
      * zeroes it).
      */
-    uint8_t reserved[56];
+    uint8_t reserved[52];
 } Av1partConfig;
+
+/**
+ * The prediction for one 16×16 block.
+ *
+ * Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
+ * are non-negative and sum to 1 (each stage's row is checked to sum to 1
+ * within `AV1PART_PROB_SUM_TOLERANCE`). `partition` is the argmax of the same
+ * cascade computed on each stage's probabilities rounded to the decision
+ * grid (unrounded with `decision_grid = 0`), the lowest partition number on
+ * a tie.
+ */
+typedef struct Av1partPrediction {
+    /**
+     * Predicted partition type, libaom numbering (NONE = 0 … VERT_4 = 9);
+     * -1 in outputs of a failed call.
+     */
+    int32_t partition;
+    /**
+     * Bit set of `AV1PART_PREDICTION_FLAG_*`. Always 0 after a failure.
+     */
+    uint32_t flags;
+    /**
+     * Probability of each partition type, indexed by partition number.
+     */
+    float probabilities[AV1PART_NUM_PARTITIONS];
+    /**
+     * Bit `s` is set when stage `s` (manifest order, see
+     * `av1part_context_stage_name`) ran on this block.
+     */
+    uint32_t stages_run;
+    /**
+     * Number of stages in the bundle (valid rows of `stage_probabilities`).
+     */
+    uint32_t num_stages;
+    /**
+     * Raw softmax output of each stage that ran, `[stage][class]` in
+     * manifest order; all zeros for stages that did not run and for classes
+     * past the stage's class count.
+     */
+    float stage_probabilities[AV1PART_MAX_STAGES][AV1PART_MAX_CLASSES];
+} Av1partPrediction;
 
 /**
  * One 16×16 4:2:0 source block and its side information.
@@ -371,47 +443,6 @@ typedef struct Av1partBlock {
      */
     uint8_t reserved[16];
 } Av1partBlock;
-
-/**
- * The prediction for one 16×16 block.
- *
- * Probabilities follow the cascade semantics of `docs/CONTRACTS.md`: they
- * are non-negative and sum to 1 (each stage's row is checked to sum to 1
- * within `AV1PART_PROB_SUM_TOLERANCE`). `partition` is the argmax of the same
- * cascade computed on each stage's probabilities rounded to the decision
- * grid (unrounded with `decision_grid = 0`), the lowest partition number on
- * a tie.
- */
-typedef struct Av1partPrediction {
-    /**
-     * Predicted partition type, libaom numbering (NONE = 0 … VERT_4 = 9);
-     * -1 in outputs of a failed call.
-     */
-    int32_t partition;
-    /**
-     * Bit set of `AV1PART_PREDICTION_FLAG_*`. Always 0 after a failure.
-     */
-    uint32_t flags;
-    /**
-     * Probability of each partition type, indexed by partition number.
-     */
-    float probabilities[AV1PART_NUM_PARTITIONS];
-    /**
-     * Bit `s` is set when stage `s` (manifest order, see
-     * `av1part_context_stage_name`) ran on this block.
-     */
-    uint32_t stages_run;
-    /**
-     * Number of stages in the bundle (valid rows of `stage_probabilities`).
-     */
-    uint32_t num_stages;
-    /**
-     * Raw softmax output of each stage that ran, `[stage][class]` in
-     * manifest order; all zeros for stages that did not run and for classes
-     * past the stage's class count.
-     */
-    float stage_probabilities[AV1PART_MAX_STAGES][AV1PART_MAX_CLASSES];
-} Av1partPrediction;
 
 /**
  * A whole 4:2:0 frame (for `av1part_predict_frame()`).
@@ -621,6 +652,34 @@ double av1part_context_skip_below(const struct Av1partContext *ctx);
  * 1024). -1 for a NULL context.
  */
 int32_t av1part_context_decision_grid(const struct Av1partContext *ctx);
+
+/**
+ * The prune set of a prediction: the partition types an encoder should
+ * search to find the true one with probability `target_recall` (in
+ * (0, 1]), by the bundle's own estimate. `*mask` gets bit `k` set for each
+ * partition type `k` (libaom numbering) in the set: the fewest types, by
+ * decreasing decision value (the cascade on each stage's probabilities
+ * rounded to the context's decision grid, skipped stages by their prior;
+ * ties to the lower number), whose values add up to at least
+ * `target_recall`. The most probable type is always in it. Being computed
+ * from rounded values, it is the same on every machine.
+ *
+ * `ctx` and `pred` are borrowed; `pred` must be a successful prediction of
+ * this context. `*mask` is 0 on entry and on failure.
+ *
+ * Returns `AV1PART_STATUS_OK`, `INVALID_ARGUMENT` (NULL pointer,
+ * `target_recall` not in (0, 1], a prediction of another bundle or a
+ * cleared one), `PANIC`.
+ */
+Av1partStatus av1part_context_prune_set(const struct Av1partContext *ctx,
+                                        const struct Av1partPrediction *pred,
+                                        double target_recall,
+                                        uint32_t *mask);
+
+/**
+ * The decision policy in effect: an `Av1partPolicy`; -1 for a NULL context.
+ */
+int32_t av1part_context_decision_policy(const struct Av1partContext *ctx);
 
 /**
  * 1 when the bundle's predictions depend on the previous source frame

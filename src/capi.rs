@@ -63,6 +63,17 @@ pub enum Av1partProvider {
     Cuda = 2,
 }
 
+/// Decision policy (values of `Av1partConfig.decision_policy`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Av1partPolicy {
+    /// The argmax of the ten decision values (the cascade's products).
+    Flat = 0,
+    /// Down the tree, the most probable class of each stage (the research
+    /// notes' rule); a stage that did not run contributes its prior.
+    Greedy = 1,
+}
+
 /// Frame type (values of `Av1partBlock.frame_type` / `Av1partFrame.frame_type`).
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +136,12 @@ pub struct Av1partConfig {
     /// (decisions from the raw probabilities); otherwise a power of two in
     /// 2..=`AV1PART_MAX_DECISION_GRID`.
     pub decision_grid: i32,
+    /// An `Av1partPolicy`: how `Av1partPrediction.partition` is chosen from
+    /// the (grid-rounded) decision values. Default `AV1PART_POLICY_FLAT`.
+    pub decision_policy: i32,
     /// Reserved for future fields; must be zero (`av1part_config_default()`
     /// zeroes it).
-    pub reserved: [u8; 56],
+    pub reserved: [u8; 52],
 }
 
 /// One 16×16 4:2:0 source block and its side information.
@@ -560,7 +574,8 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
         skip_below: -1.0,
         frame_threads: 0,
         decision_grid: 0,
-        reserved: [0; 56],
+        decision_policy: Av1partPolicy::Flat as i32,
+        reserved: [0; 52],
     };
     // SAFETY: non-NULL `cfg` points to caller-owned writable storage for an
     // Av1partConfig (documented); write() does not read the old value.
@@ -643,6 +658,15 @@ pub unsafe extern "C" fn av1part_context_new(
             },
             frame_threads: nonneg(c.frame_threads, "frame_threads")?,
             decision_grid,
+            policy: match c.decision_policy {
+                0 => crate::Policy::Flat,
+                1 => crate::Policy::Greedy,
+                p => {
+                    return Err(Error::invalid(format!(
+                        "decision_policy {p} is not 0 (flat) or 1 (greedy)"
+                    )))
+                }
+            },
             ..Config::default()
         };
         let ctx = Context::new(&config)?;
@@ -811,6 +835,55 @@ pub unsafe extern "C" fn av1part_context_skip_below(ctx: *const Av1partContext) 
 pub unsafe extern "C" fn av1part_context_decision_grid(ctx: *const Av1partContext) -> i32 {
     guard_value(-1, || {
         ctx_ref(ctx).map_or(-1, |c| c.ctx.decision_grid() as i32)
+    })
+}
+
+/// The prune set of a prediction: the partition types an encoder should
+/// search to find the true one with probability `target_recall` (in
+/// (0, 1]), by the bundle's own estimate. `*mask` gets bit `k` set for each
+/// partition type `k` (libaom numbering) in the set: the fewest types, by
+/// decreasing decision value (the cascade on each stage's probabilities
+/// rounded to the context's decision grid, skipped stages by their prior;
+/// ties to the lower number), whose values add up to at least
+/// `target_recall`. The most probable type is always in it. Being computed
+/// from rounded values, it is the same on every machine.
+///
+/// `ctx` and `pred` are borrowed; `pred` must be a successful prediction of
+/// this context. `*mask` is 0 on entry and on failure.
+///
+/// Returns `AV1PART_STATUS_OK`, `INVALID_ARGUMENT` (NULL pointer,
+/// `target_recall` not in (0, 1], a prediction of another bundle or a
+/// cleared one), `PANIC`.
+#[no_mangle]
+pub unsafe extern "C" fn av1part_context_prune_set(
+    ctx: *const Av1partContext,
+    pred: *const Prediction,
+    target_recall: f64,
+    mask: *mut u32,
+) -> Status {
+    guard(|| {
+        if mask.is_null() {
+            return Err(Error::invalid("mask is NULL"));
+        }
+        // SAFETY: `mask` is non-NULL and points to writable storage (documented).
+        unsafe { mask.write(0) };
+        let c = ctx_ref(ctx).ok_or_else(|| Error::invalid("ctx is NULL"))?;
+        let p = arg(pred, "pred")?;
+        let m = c.ctx.prune_set(p, target_recall)?;
+        // SAFETY: as above.
+        unsafe { mask.write(m) };
+        Ok(())
+    })
+}
+
+/// The decision policy in effect: an `Av1partPolicy`; -1 for a NULL context.
+#[no_mangle]
+pub unsafe extern "C" fn av1part_context_decision_policy(ctx: *const Av1partContext) -> i32 {
+    guard_value(-1, || {
+        ctx_ref(ctx).map_or(-1, |c| match c.ctx.policy() {
+            crate::Policy::Flat => Av1partPolicy::Flat as i32,
+            crate::Policy::Greedy => Av1partPolicy::Greedy as i32,
+        })
     })
 }
 

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use crate::cascade::{self, Decisions, Scratch, CHUNK};
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Target};
+use crate::policy::{self, Policy};
 use crate::preprocess::{frame_block_count, Block, BlockSource, Frame, TensorLayout};
 use crate::runtime::{self, Runtime};
 use crate::session::{Ep, Models, Pool, SessionSettings, Worker};
-use crate::{Prediction, DEFAULT_DECISION_GRID, MAX_DECISION_GRID};
+use crate::{Prediction, DEFAULT_DECISION_GRID, MAX_DECISION_GRID, NUM_PARTITIONS};
 
 /// Which execution provider to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +87,9 @@ pub struct Config {
     pub decision_grid: u32,
     /// ONNX Runtime's graph optimisation level; default `All`.
     pub graph_optimization: GraphOptimization,
+    /// How `Prediction::partition` is chosen from the decision values;
+    /// default [`Policy::Flat`].
+    pub policy: Policy,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             frame_threads: 0,
             decision_grid: DEFAULT_DECISION_GRID,
             graph_optimization: GraphOptimization::All,
+            policy: Policy::Flat,
         }
     }
 }
@@ -140,6 +145,7 @@ pub struct Context {
     provider_note: String,
     skip_below: f64,
     decision_grid: u32,
+    policy: Policy,
     max_sessions: usize,
     frame_threads: usize,
     stages: Vec<StageInfo>,
@@ -281,6 +287,7 @@ impl Context {
             layout: TensorLayout::new(&bundle),
             skip_below: skip_override.unwrap_or(bundle.skip_below),
             decision_grid: cfg.decision_grid,
+            policy: cfg.policy,
             runtime,
             bundle,
             pool,
@@ -431,7 +438,72 @@ impl Context {
             },
             sources,
             out,
-        )
+        )?;
+        if self.policy != Policy::Flat {
+            for p in out.iter_mut() {
+                p.partition = i32::from(policy::partition(
+                    &self.bundle,
+                    self.decision_grid,
+                    self.policy,
+                    p,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision policy in effect.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The prune set of a prediction this context made: bit `k` set for
+    /// each partition type `k` to search, the fewest types (by decreasing
+    /// grid-rounded decision value) whose values reach `target_recall` in
+    /// `(0, 1]`; the most probable type is always in it.
+    pub fn prune_set(&self, pred: &Prediction, target_recall: f64) -> Result<u32> {
+        if !(target_recall > 0.0 && target_recall <= 1.0) {
+            return Err(Error::invalid(format!(
+                "target_recall {target_recall} is not in (0, 1]"
+            )));
+        }
+        self.check_prediction(pred)?;
+        Ok(policy::prune_set(
+            &self.bundle,
+            self.decision_grid,
+            pred,
+            target_recall,
+        ))
+    }
+
+    /// A prediction handed back must be one of this bundle's.
+    fn check_prediction(&self, p: &Prediction) -> Result<()> {
+        let ns = self.bundle.stages.len();
+        let valid_bits = if ns >= 32 { u32::MAX } else { (1u32 << ns) - 1 };
+        if p.num_stages as usize != ns
+            || !(0..NUM_PARTITIONS as i32).contains(&p.partition)
+            || p.stages_run & !valid_bits != 0
+            || p.stages_run & (1 << self.bundle.root) == 0
+        {
+            return Err(Error::invalid(
+                "the prediction is not one of this context's (stage count, partition or stages_run)",
+            ));
+        }
+        for (s, st) in self.bundle.stages.iter().enumerate() {
+            if p.stages_run & (1 << s) == 0 {
+                continue;
+            }
+            let row = &p.stage_probabilities[s][..st.classes.len()];
+            if row
+                .iter()
+                .any(|v| !(v.is_finite() && (0.0..=1.0).contains(v)))
+            {
+                return Err(Error::invalid(format!(
+                    "the prediction's stage {s} probabilities are not probabilities"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The execution provider in use.

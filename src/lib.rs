@@ -22,6 +22,7 @@ mod context;
 mod error;
 mod manifest;
 mod onnx_refs;
+mod policy;
 mod preprocess;
 mod runtime;
 mod session;
@@ -31,6 +32,7 @@ pub mod capi;
 
 pub use context::{Config, Context, GraphOptimization, Provider, ProviderChoice, StageInfo};
 pub use error::{Error, Result, Status};
+pub use policy::Policy;
 pub use preprocess::{frame_block_count, Block, Frame, FrameType, Plane, Samples, SideInfo};
 pub use runtime::ORT_LIB_ENV;
 

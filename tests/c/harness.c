@@ -210,6 +210,7 @@ static void test_config_default(void) {
     CHECK(c.frame_threads == 0, "frame_threads default %d", c.frame_threads);
     CHECK(c.skip_below < 0, "skip_below default %g (want negative: keep the bundle's)", c.skip_below);
     CHECK(c.decision_grid == 0, "decision_grid default %d (0: AV1PART_DEFAULT_DECISION_GRID)", c.decision_grid);
+    CHECK(c.decision_policy == AV1PART_POLICY_FLAT, "decision_policy default %d", c.decision_policy);
     int nz = 0;
     for (size_t i = 0; i < sizeof c.reserved; i++) nz |= c.reserved[i];
     CHECK(nz == 0, "reserved bytes not zeroed");
@@ -1205,6 +1206,60 @@ static void test_decision_grid(void) {
     av1part_context_free(&c);
 }
 
+/* Policies and prune sets: greedy is validated and reported; a prune set
+ * holds the partition, grows with the target, and refuses bad input. */
+static void test_policies(void) {
+    Av1partConfig cfg = tiny_config();
+    Av1partContext *c = NULL;
+    cfg.decision_policy = 2;
+    CHECK_STATUS_MSG(av1part_context_new(&cfg, &c), AV1PART_STATUS_INVALID_ARGUMENT, "policy 2", "decision_policy");
+    cfg.decision_policy = AV1PART_POLICY_GREEDY;
+    cfg.skip_below = 0.0;
+    CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, "greedy context");
+    if (!c) return;
+    CHECK(av1part_context_decision_policy(c) == AV1PART_POLICY_GREEDY, "policy %d", av1part_context_decision_policy(c));
+    CHECK(av1part_context_decision_policy(g_ctx) == AV1PART_POLICY_FLAT, "default policy");
+    CHECK(av1part_context_decision_policy(NULL) == -1, "NULL ctx policy");
+    Rng r = {77};
+    int differ = 0;
+    for (int i = 0; i < 100; i++) {
+        TBlock b;
+        tblock_random(&b, &r, 10, i % 2);
+        Av1partBlock k = tblock_view(&b);
+        Av1partPrediction pf, pg;
+        CHECK_STATUS(av1part_predict_block(g_ctx, &k, &pf), AV1PART_STATUS_OK, "flat");
+        CHECK_STATUS(av1part_predict_block(c, &k, &pg), AV1PART_STATUS_OK, "greedy");
+        CHECK(!memcmp(pf.probabilities, pg.probabilities, sizeof pf.probabilities), "policy changed probabilities");
+        differ += pf.partition != pg.partition;
+        uint32_t m1 = 0xFFFF, m2 = 0, m3 = 0;
+        CHECK_STATUS(av1part_context_prune_set(g_ctx, &pf, 0.001, &m1), AV1PART_STATUS_OK, "prune 0.001");
+        CHECK(m1 == (1u << pf.partition), "block %d: smallest prune set %#x, partition %d", i, m1, pf.partition);
+        CHECK_STATUS(av1part_context_prune_set(g_ctx, &pf, 0.9, &m2), AV1PART_STATUS_OK, "prune 0.9");
+        CHECK_STATUS(av1part_context_prune_set(g_ctx, &pf, 1.0, &m3), AV1PART_STATUS_OK, "prune 1.0");
+        CHECK((m2 & m1) == m1 && (m3 & m2) == m2 && m3 < (1u << 10), "block %d: sets %#x %#x %#x", i, m1, m2, m3);
+    }
+    CHECK(differ > 0, "greedy never differs from flat on 100 blocks");
+    Av1partPrediction p;
+    TBlock b;
+    tblock_random(&b, &r, 8, 0);
+    Av1partBlock k = tblock_view(&b);
+    CHECK_STATUS(av1part_predict_block(g_ctx, &k, &p), AV1PART_STATUS_OK, "flat");
+    uint32_t m = 0xABCD;
+    CHECK_STATUS_MSG(av1part_context_prune_set(g_ctx, &p, 0.0, &m), AV1PART_STATUS_INVALID_ARGUMENT, "recall 0",
+                     "target_recall");
+    CHECK(m == 0, "mask not cleared on failure");
+    CHECK_STATUS(av1part_context_prune_set(g_ctx, &p, 1.5, &m), AV1PART_STATUS_INVALID_ARGUMENT, "recall 1.5");
+    CHECK_STATUS(av1part_context_prune_set(g_ctx, &p, NAN, &m), AV1PART_STATUS_INVALID_ARGUMENT, "recall NaN");
+    CHECK_STATUS(av1part_context_prune_set(NULL, &p, 0.9, &m), AV1PART_STATUS_INVALID_ARGUMENT, "NULL ctx");
+    CHECK_STATUS(av1part_context_prune_set(g_ctx, NULL, 0.9, &m), AV1PART_STATUS_INVALID_ARGUMENT, "NULL pred");
+    CHECK_STATUS(av1part_context_prune_set(g_ctx, &p, 0.9, NULL), AV1PART_STATUS_INVALID_ARGUMENT, "NULL mask");
+    Av1partPrediction cleared;
+    memset(&cleared, 0, sizeof cleared);
+    cleared.partition = -1;
+    CHECK_STATUS(av1part_context_prune_set(g_ctx, &cleared, 0.9, &m), AV1PART_STATUS_INVALID_ARGUMENT, "cleared");
+    av1part_context_free(&c);
+}
+
 /* ---------- golden parity through the C ABI --------------------------- */
 
 static int j_u16s(const JVal *a, uint16_t *dst, size_t n) {
@@ -1534,6 +1589,7 @@ static const Test MAIN_TESTS[] = {
     {"fused bundle (schema 2): golden set, output mismatch", test_fused_bundle, 0},
     {"stage rows must sum to 1", test_row_sum_check, 1},
     {"decision grid", test_decision_grid, 1},
+    {"decision policies and prune sets", test_policies, 1},
     {"stress: threads x calls, exact", test_stress, 1},
 };
 

@@ -78,9 +78,51 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
     out["stages"] = per_stage
     out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
     out["topk_recall"] = topk_recall(P, ds.labels10)
+    from .metrics import confusion_matrix, prf_from_confusion
+    from . import PARTITION_NAMES
+    g = greedy_partitions(ref.manifest, res.stage_probs)
+    gm = prf_from_confusion(confusion_matrix(np.asarray(ds.labels10, np.int64), g, 10), PARTITION_NAMES)
+    out["policies"] = {
+        "flat": {"accuracy": out["cascade"]["accuracy"], "macro_f1": out["cascade"]["macro_f1"]},
+        "greedy": {"accuracy": gm["accuracy"], "macro_f1": gm["macro_f1"]},
+        "prune": {str(r): prune_set_stats(P, ds.labels10, r) for r in (0.8, 0.9, 0.95, 0.99)},
+    }
     out["prior_topk_recall"] = topk_recall(np.tile(prior_leaf_distribution(ref.manifest), (len(ds), 1)),
                                            ds.labels10)
     return out
+
+
+def greedy_partitions(manifest: dict, stage_probs: dict) -> np.ndarray:
+    """The greedy policy (docs/CONTRACTS.md): down the tree, each stage's most
+    probable class (lowest index on a tie; a stage that did not run, NaN
+    rows, contributes its prior's argmax)."""
+    from . import PARTITION_INDEX
+    stages = {s["name"]: s for s in manifest["stages"]}
+    n = len(next(iter(stage_probs.values())))
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        s = manifest["cascade"]["root"]
+        while True:
+            row = stage_probs[s][i]
+            if np.isnan(row).any():
+                row = np.asarray(stages[s]["prior"])
+            c = stages[s]["classes"][int(np.argmax(row))]
+            if "partition" in c:
+                out[i] = PARTITION_INDEX[c["partition"]]
+                break
+            s = c["next"]
+    return out
+
+
+def prune_set_stats(probs: np.ndarray, labels: np.ndarray, target: float) -> dict:
+    """The prune set for a target recall (the fewest types by decreasing
+    probability whose sum reaches ``target``): the recall it achieves and its
+    mean size."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    csum = np.cumsum(np.take_along_axis(probs, order, 1), axis=1)
+    size = np.minimum((csum < target).sum(1) + 1, probs.shape[1])
+    inside = (order == np.asarray(labels)[:, None]) & (np.arange(probs.shape[1])[None, :] < size[:, None])
+    return {"recall": float(inside.any(1).mean()), "mean_size": float(size.mean())}
 
 
 def topk_recall(probs: np.ndarray, labels: np.ndarray, ks=(1, 2, 3, 4, 5)) -> dict:

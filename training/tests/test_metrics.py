@@ -53,3 +53,22 @@ def test_topk_recall_and_the_prior_list():
                      "prior": [0.25, 0.75]}]}
     d = prior_leaf_distribution(m)
     assert np.allclose(d[[0, 3, 1]], [0.6, 0.1, 0.3]) and abs(d.sum() - 1) < 1e-6
+
+
+def test_greedy_and_prune_sets():
+    import numpy as np
+    from av1part_train.pipeline import greedy_partitions, prune_set_stats
+    m = {"cascade": {"root": "a", "skip_below": 0.0},
+         "stages": [{"name": "a", "classes": [{"name": "n", "partition": "NONE"}, {"name": "p", "next": "b"}],
+                     "prior": [0.6, 0.4]},
+                    {"name": "b", "classes": [{"name": "s", "partition": "SPLIT"}, {"name": "h", "partition": "HORZ"}],
+                     "prior": [0.25, 0.75]}]}
+    # block 0: NONE 0.4 vs PARTITION 0.6 -> b: SPLIT 0.5/HORZ 0.5 -> SPLIT (tie: lower index)
+    # block 1: stage b did not run (NaN) -> its prior -> HORZ
+    sp = {"a": np.array([[0.4, 0.6], [0.3, 0.7]], np.float32),
+          "b": np.array([[0.5, 0.5], [np.nan, np.nan]], np.float32)}
+    assert greedy_partitions(m, sp).tolist() == [3, 1]
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    st = prune_set_stats(p, np.array([1, 2]), 0.7)
+    assert st == {"recall": 1.0, "mean_size": 1.5}          # sizes 2 and 1
+    assert prune_set_stats(p, np.array([2, 0]), 0.7)["recall"] == 0.0
