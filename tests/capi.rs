@@ -215,13 +215,13 @@ fn context_new_rejects_bad_arguments() {
         Status::InvalidArgument
     );
     cfg.skip_below = -1.0;
-    cfg.reserved[55] = 1;
+    cfg.reserved[51] = 1;
     assert_eq!(
         unsafe { av1part_context_new(&cfg, &mut ctx) },
         Status::InvalidArgument
     );
     assert!(last_error().contains("reserved"));
-    cfg.reserved[55] = 0;
+    cfg.reserved[51] = 0;
     for bad in [3, 1000, 1 << 17] {
         cfg.decision_grid = bad;
         assert_eq!(
