@@ -14,11 +14,12 @@
 //! except on exact grid ties. The probabilities returned are the unrounded
 //! ones. With `grid = 0` both sets are the same.
 
-use ort::session::SessionInputValue;
+use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Source, Target, BLOCK};
+use crate::policy::argmax;
 use crate::preprocess::{BlockSource, TensorLayout};
 use crate::session::{FusedModel, Model, Worker};
 use crate::{
@@ -50,6 +51,55 @@ pub(crate) struct Scratch {
     stage_rows: Vec<Vec<f32>>,
 }
 
+/// Runs a session on `rows` blocks: its inputs, in session order, come from
+/// the buffers of their `sources` (`bufs` is indexed by [`Source`]).
+fn run_session<'s>(
+    session: &'s mut Session,
+    sources: &[Source],
+    what: &str,
+    rows: usize,
+    bufs: [(&[f32], &[i64]); 3],
+) -> Result<SessionOutputs<'s>> {
+    let tensor = |src: Source| -> Result<SessionInputValue<'_>> {
+        let (data, decl_shape) = bufs[src as usize];
+        input_tensor(what, rows, data, decl_shape)
+    };
+    let result = match sources.len() {
+        1 => session.run([tensor(sources[0])?]),
+        2 => session.run([tensor(sources[0])?, tensor(sources[1])?]),
+        3 => session.run([
+            tensor(sources[0])?,
+            tensor(sources[1])?,
+            tensor(sources[2])?,
+        ]),
+        n => return Err(Error::Internal(format!("{what}: {n} inputs"))),
+    };
+    result.map_err(|e| Error::inference(format!("{what}: {e}")))
+}
+
+/// The output `name` of a run on `rows` blocks, checked to hold rows of
+/// `k` floats.
+fn output_rows<'o>(
+    outputs: &'o SessionOutputs<'_>,
+    name: &str,
+    what: &str,
+    rows: usize,
+    k: usize,
+) -> Result<&'o [f32]> {
+    let value = outputs
+        .get(name)
+        .ok_or_else(|| Error::inference(format!("{what}: output `{name}` missing")))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| Error::inference(format!("{what}: reading output `{name}`: {e}")))?;
+    if shape.first().copied() != Some(rows as i64) || data.len() != rows * k {
+        return Err(Error::inference(format!(
+            "{what}: output `{name}` has shape {shape:?} for a batch of {rows}, expected rows of {k}"
+        )));
+    }
+    Ok(data)
+}
+
 /// Runs one model on `rows` blocks whose inputs are the given row-major
 /// buffers, and hands the output rows to `each`.
 fn run_model(
@@ -60,31 +110,8 @@ fn run_model(
     out_row: usize,
     mut each: impl FnMut(usize, &[f32]) -> Result<()>,
 ) -> Result<()> {
-    let tensor = |src: Source| -> Result<SessionInputValue<'_>> {
-        let (data, decl_shape) = bufs[src as usize];
-        input_tensor(what, rows, data, decl_shape)
-    };
-    let srcs = &model.sources;
-    let result = match srcs.len() {
-        1 => model.session.run([tensor(srcs[0])?]),
-        2 => model.session.run([tensor(srcs[0])?, tensor(srcs[1])?]),
-        3 => model
-            .session
-            .run([tensor(srcs[0])?, tensor(srcs[1])?, tensor(srcs[2])?]),
-        n => return Err(Error::Internal(format!("{what}: {n} inputs"))),
-    };
-    let outputs = result.map_err(|e| Error::inference(format!("{what}: {e}")))?;
-    let value = outputs
-        .get(&model.output)
-        .ok_or_else(|| Error::inference(format!("{what}: output `{}` missing", model.output)))?;
-    let (shape, data) = value
-        .try_extract_tensor::<f32>()
-        .map_err(|e| Error::inference(format!("{what}: reading output `{}`: {e}", model.output)))?;
-    if shape.first().copied() != Some(rows as i64) || data.len() != rows * out_row {
-        return Err(Error::inference(format!(
-            "{what}: output shape {shape:?} for a batch of {rows}, expected rows of {out_row}"
-        )));
-    }
+    let outputs = run_session(&mut model.session, &model.sources, what, rows, bufs)?;
+    let data = output_rows(&outputs, &model.output, what, rows, out_row)?;
     for (i, row) in data.chunks_exact(out_row).enumerate() {
         each(i, row)?;
     }
@@ -153,17 +180,7 @@ fn run_fused(
     stage_rows: &mut Vec<Vec<f32>>,
 ) -> Result<()> {
     let file = bundle.graph.as_ref().map_or("graph", |g| g.file.as_str());
-    let tensor = |src: Source| {
-        let (data, shape) = bufs[src as usize];
-        input_tensor(file, rows, data, shape)
-    };
-    let srcs = &fm.sources;
-    let result = match srcs.len() {
-        1 => fm.session.run([tensor(srcs[0])?]),
-        2 => fm.session.run([tensor(srcs[0])?, tensor(srcs[1])?]),
-        n => return Err(Error::Internal(format!("{file}: {n} inputs"))),
-    };
-    let outputs = result.map_err(|e| Error::inference(format!("{file}: {e}")))?;
+    let outputs = run_session(&mut fm.session, &fm.sources, file, rows, bufs)?;
     stage_rows.resize_with(bundle.stages.len(), Vec::new);
     for ((st, name), dst) in bundle
         .stages
@@ -171,20 +188,8 @@ fn run_fused(
         .zip(&fm.outputs)
         .zip(stage_rows.iter_mut())
     {
-        let k = st.classes.len();
-        let value = outputs
-            .get(name)
-            .ok_or_else(|| Error::inference(format!("{file}: output `{name}` missing")))?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::inference(format!("{file}: reading output `{name}`: {e}")))?;
-        if shape.first().copied() != Some(rows as i64) || data.len() != rows * k {
-            return Err(Error::inference(format!(
-                "{file}: output `{name}` has shape {shape:?} for a batch of {rows}, expected rows of {k}"
-            )));
-        }
         dst.clear();
-        dst.extend_from_slice(data);
+        dst.extend_from_slice(output_rows(&outputs, name, file, rows, st.classes.len())?);
     }
     Ok(())
 }
@@ -332,23 +337,6 @@ pub(crate) fn run_chunk(
         if m_rows == 0 {
             continue;
         }
-        let all = m_rows == n;
-        let [gx, gt, gs] = &mut sc.gathered;
-        let (bx, bt, bs): (&[f32], &[f32], &[f32]) = if all || models.fused.is_some() {
-            (&sc.x, &sc.trunk, &sc.side)
-        } else {
-            let uses = |src| stage.inputs.iter().any(|(_, s2)| *s2 == src);
-            if uses(Source::Block) {
-                gather(gx, &sc.x, xl, &sc.selected);
-            }
-            if uses(Source::Trunk) {
-                gather(gt, &sc.trunk, trunk_row, &sc.selected);
-            }
-            if uses(Source::Side) {
-                gather(gs, &sc.side, sl, &sc.selected);
-            }
-            (gx, gt, gs)
-        };
         let k = stage.classes.len();
         let selected = &sc.selected;
         let mass = &mut sc.mass;
@@ -386,6 +374,23 @@ pub(crate) fn run_chunk(
                 absorb(j, &rows[i * k..(i + 1) * k])?;
             }
         } else {
+            let all = m_rows == n;
+            let [gx, gt, gs] = &mut sc.gathered;
+            let (bx, bt, bs): (&[f32], &[f32], &[f32]) = if all {
+                (&sc.x, &sc.trunk, &sc.side)
+            } else {
+                let uses = |src| stage.inputs.iter().any(|(_, s2)| *s2 == src);
+                if uses(Source::Block) {
+                    gather(gx, &sc.x, xl, &sc.selected);
+                }
+                if uses(Source::Trunk) {
+                    gather(gt, &sc.trunk, trunk_row, &sc.selected);
+                }
+                if uses(Source::Side) {
+                    gather(gs, &sc.side, sl, &sc.selected);
+                }
+                (gx, gt, gs)
+            };
             run_model(
                 &mut models.stages[s],
                 what,
@@ -412,17 +417,6 @@ pub(crate) fn run_chunk(
     }
     const _: () = assert!(MAX_STAGES <= 32, "stages_run is a u32 bit set");
     Ok(())
-}
-
-/// Index of the largest value, the lowest index on a tie.
-fn argmax(v: &[f64; NUM_PARTITIONS]) -> usize {
-    let mut best = 0usize;
-    for (j, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = j;
-        }
-    }
-    best
 }
 
 #[cfg(test)]
@@ -458,15 +452,5 @@ mod tests {
         assert!(check_row("s", 0, &[0.5, 0.498]).is_err());
         assert!(check_row("s", 0, &[f32::NAN, 1.0]).is_err());
         assert!(check_row("s", 0, &[-0.1, 1.1]).is_err());
-    }
-
-    #[test]
-    fn argmax_takes_the_lowest_index_on_ties() {
-        let mut v = [0.0; NUM_PARTITIONS];
-        v[3] = 0.4;
-        v[5] = 0.4;
-        assert_eq!(argmax(&v), 3);
-        v[9] = 0.5;
-        assert_eq!(argmax(&v), 9);
     }
 }

@@ -190,16 +190,19 @@ impl Context {
         let runtime = runtime::get(cfg.ort_library.as_deref())?;
         let intra_threads = cfg.intra_op_threads.max(1);
         let prepacked = ort::session::builder::PrepackedWeights::new();
+        // Every session of the context: same threads, optimisation and
+        // pre-packed weight container; only the provider varies.
+        let settings_for = |ep| SessionSettings {
+            ep,
+            intra_threads,
+            optimization: cfg.graph_optimization,
+            prepacked: prepacked.clone(),
+        };
 
         let mut provider_note = String::new();
         let mut chosen: Option<(Ep, Models)> = None;
         if matches!(cfg.provider, ProviderChoice::Auto | ProviderChoice::Cuda) {
-            let s = SessionSettings {
-                ep: Ep::Cuda(cfg.cuda_device_id),
-                intra_threads,
-                optimization: cfg.graph_optimization,
-                prepacked: prepacked.clone(),
-            };
+            let s = settings_for(Ep::Cuda(cfg.cuda_device_id));
             match Models::load(&runtime, &bundle, &s) {
                 Ok(m) => chosen = Some((s.ep, m)),
                 Err(Error::ProviderUnavailable(msg)) => {
@@ -215,12 +218,7 @@ impl Context {
         let (ep, first) = match chosen {
             Some(c) => c,
             None => {
-                let s = SessionSettings {
-                    ep: Ep::Cpu,
-                    intra_threads,
-                    optimization: cfg.graph_optimization,
-                    prepacked: prepacked.clone(),
-                };
+                let s = settings_for(Ep::Cpu);
                 (Ep::Cpu, Models::load(&runtime, &bundle, &s)?)
             }
         };
@@ -237,12 +235,7 @@ impl Context {
             },
             n => n,
         };
-        let settings = SessionSettings {
-            ep,
-            intra_threads,
-            optimization: cfg.graph_optimization,
-            prepacked,
-        };
+        let settings = settings_for(ep);
         let (rt2, b2) = (Arc::clone(&runtime), Arc::clone(&bundle));
         let factory = Box::new(move || -> Result<Worker> {
             Ok(Worker {

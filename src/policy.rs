@@ -60,8 +60,9 @@ pub(crate) fn decision_values(bundle: &Bundle, grid: u32, p: &Prediction) -> [f6
     out
 }
 
-/// Index of the largest value, the lowest on a tie.
-fn argmax(v: &[f64]) -> usize {
+/// Index of the largest value, the lowest on a tie (every decision of the
+/// crate breaks ties this way).
+pub(crate) fn argmax(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] {
@@ -116,8 +117,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argmax_prefers_the_lower_index() {
-        assert_eq!(argmax(&[0.2, 0.4, 0.4]), 1);
+    fn argmax_takes_the_lowest_index_on_ties() {
+        let mut v = [0.0; NUM_PARTITIONS];
+        v[3] = 0.4;
+        v[5] = 0.4;
+        assert_eq!(argmax(&v), 3);
+        v[9] = 0.5;
+        assert_eq!(argmax(&v), 9);
         assert_eq!(argmax(&[0.5]), 0);
     }
 }

@@ -100,6 +100,22 @@ fn build_session(
     b.commit_from_memory(&bytes.0).map_err(|e| e.to_string())
 }
 
+/// [`build_session`] for the bundle file `file`: a failure is a model-load
+/// error on the CPU, and an unavailable provider with CUDA (so the caller
+/// can fall back to the CPU).
+fn open_session(
+    rt: &Runtime,
+    bundle: &Bundle,
+    file: &str,
+    model: &ModelFile,
+    s: &SessionSettings,
+) -> Result<Session> {
+    build_session(rt, bundle, model, s).map_err(|e| match s.ep {
+        Ep::Cpu => Error::model(file, "(onnx)", e),
+        Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
+    })
+}
+
 /// Checks a session's declared inputs and outputs against the manifest and
 /// returns, for each session input in the session's order, its source.
 /// `outputs` are `(manifest field, declaration)`; with `only_these`, any
@@ -251,10 +267,7 @@ fn load_model(
     output: &TensorDecl,
     s: &SessionSettings,
 ) -> Result<Model> {
-    let session = build_session(rt, bundle, model, s).map_err(|e| match s.ep {
-        Ep::Cpu => Error::model(file, "(onnx)", e),
-        Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
-    })?;
+    let session = open_session(rt, bundle, file, model, s)?;
     let sources = check_io(
         file,
         field,
@@ -275,10 +288,7 @@ impl Models {
     /// [`Error::ProviderUnavailable`], a bad model as [`Error::ModelLoad`].
     pub(crate) fn load(rt: &Runtime, bundle: &Bundle, s: &SessionSettings) -> Result<Models> {
         if let Some(g) = &bundle.graph {
-            let session = build_session(rt, bundle, &g.model, s).map_err(|e| match s.ep {
-                Ep::Cpu => Error::model(&g.file, "(onnx)", e),
-                Ep::Cuda(_) => Error::ProviderUnavailable(format!("{}: {e}", g.file)),
-            })?;
+            let session = open_session(rt, bundle, &g.file, &g.model, s)?;
             let outputs: Vec<(String, &TensorDecl)> = bundle
                 .stages
                 .iter()
