@@ -82,18 +82,6 @@ def grid_matrix(shift: torch.Tensor, w_taps: torch.Tensor) -> torch.Tensor:
     return m.reshape(CELLS, CELLS, cout, cin).permute(0, 2, 1, 3).reshape(CELLS * cout, CELLS * cin)
 
 
-class CellUnfold(nn.Module):
-    """[N, 16, C] -> [N, 16, 9, C]: each cell's 3x3 neighbourhood."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("index", neighbour_index(), persistent=False)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        padded = torch.cat([h, h[:, :1] * 0.0], dim=1)
-        return padded[:, self.index]
-
-
 class LinearBN(nn.Module):
     """Per-cell Linear (no bias) + BatchNorm over channels; in eval mode the
     BatchNorm is folded into the weight and a bias."""

@@ -88,10 +88,6 @@ def _make_cell_pool_matrix() -> torch.Tensor:
 _CELL_POOL = _make_cell_pool_matrix()
 
 
-def _cell_pool_matrix() -> torch.Tensor:
-    return _CELL_POOL
-
-
 def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
     """``h``: an NCHW map, or cell features ``[N, 16, C]`` (4x4 raster)."""
     if h.dim() == 3:
@@ -102,7 +98,7 @@ def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
             return h.mean(dim=1)
         if cells != 16:
             raise ValueError(f"grid pooling needs 16 cells, got {cells}")
-        pooled = h.transpose(1, 2).reshape(-1, 16) @ _cell_pool_matrix().t().to(h.dtype)
+        pooled = h.transpose(1, 2).reshape(-1, 16) @ _CELL_POOL.t().to(h.dtype)
         return pooled.reshape(-1, c * 13)
     if pool == "mean":
         return h.mean(dim=(2, 3))
