@@ -39,8 +39,9 @@ fn loads_and_predicts_with_one_run_per_chunk() {
     ctx.predict_blocks(&blocks, &mut out).unwrap();
     for (b, p) in blocks.iter().zip(&out) {
         let single = ctx.predict_block(b).unwrap();
+        // the contract's tolerance: batch 1 and batch 300 may run other kernels
         for (a, c) in p.probabilities.iter().zip(&single.probabilities) {
-            assert!((a - c).abs() < 1e-6);
+            assert!((a - c).abs() <= 1e-5);
         }
         let sum: f32 = p.probabilities.iter().sum();
         assert!((sum - 1.0).abs() < 1e-5);

@@ -96,6 +96,26 @@ def _cmd_evaluate(a):
     return 0
 
 
+def _cmd_sizes(a):
+    from .plots import plot_sizes
+    rows = []
+    for spec in a.point:
+        parts = spec.split("=")
+        if len(parts) not in (3, 4):
+            raise SystemExit(f"error: --point {spec!r}: want NAME=US_PER_BLOCK=EVAL_JSON[=baseline]")
+        rows.append({"name": parts[0], "us_per_block": float(parts[1]),
+                     "eval": json.loads(open(parts[2]).read())[0], "baseline": len(parts) == 4})
+    plot_sizes(rows, a.out, a.title)
+    summary = [{"name": r["name"], "us_per_block": r["us_per_block"],
+                "stage_macro_f1": {k: v["macro_f1"] for k, v in r["eval"]["stages"].items()},
+                "topk_recall": r["eval"]["topk_recall"], "prior_topk_recall": r["eval"]["prior_topk_recall"]}
+               for r in rows]
+    with open(str(a.out).rsplit(".", 1)[0] + ".json", "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"wrote {a.out}")
+    return 0
+
+
 def _cmd_quantize(a):
     from .quantize import quantize_bundle
     m = quantize_bundle(a.bundle, a.out, a.name)
@@ -197,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--rescore", action="store_true", help="only recompute the test columns of finished rows")
     t.set_defaults(fn=_cmd_experiments)
+
+    t = sub.add_parser("sizes", help="plot macro F1 per stage and top-k recall against us per block")
+    t.add_argument("--point", action="append", required=True,
+                   help="NAME=US_PER_BLOCK=EVAL_JSON (from evaluate --json); '=baseline' draws it as a cross")
+    t.add_argument("--out", default="docs/sizes.png")
+    t.add_argument("--title", default="")
+    t.set_defaults(fn=_cmd_sizes)
 
     t = sub.add_parser("quantize", help="int8 (dynamic quantisation) copy of a fused bundle")
     t.add_argument("--bundle", required=True)
