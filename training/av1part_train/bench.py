@@ -35,3 +35,35 @@ def bench_step(arch="resnet18", stem="imagenet", batch=64, threads=1, steps=20, 
             "channels_last": channels_last, "median_ms": 1000 * times[len(times) // 2],
             "min_ms": 1000 * times[0], "params": sum(p.numel() for p in m.parameters()),
             "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad)}
+
+
+def bench_graph(bundle, batch: int = 256, threads: int = 1, seconds: float = 0.3, reps: int = 5) -> dict:
+    """ONNX Runtime alone on a fused bundle's graph (schema 2): the best of
+    ``reps`` runs of ``seconds`` each, random inputs of the manifest's shapes,
+    ``threads`` intra-op threads. Separates the graph's cost from the
+    plugin's (scripts/bench.sh measures the plugin)."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import onnxruntime as ort
+
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    if "graph" not in m:
+        raise ValueError(f"{bundle}: not a fused (schema 2) bundle")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(Path(bundle) / m["graph"]["file"]), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {i["name"]: rng.random((batch, *i["shape"][1:]), dtype=np.float32) for i in m["graph"]["inputs"]}
+    sess.run(None, feed)
+    best = float("inf")
+    for _ in range(reps):
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < seconds:
+            sess.run(None, feed)
+            n += 1
+        best = min(best, (time.perf_counter() - t) / n)
+    return {"bundle": str(bundle), "batch": batch, "threads": threads, "us_per_run": best * 1e6,
+            "us_per_block": best * 1e6 / batch}

@@ -116,6 +116,12 @@ def _cmd_sizes(a):
     return 0
 
 
+def _cmd_bench_graph(a):
+    from .bench import bench_graph
+    print(json.dumps(bench_graph(a.bundle, a.batch, a.threads)))
+    return 0
+
+
 def _cmd_quantize(a):
     from .quantize import quantize_bundle
     m = quantize_bundle(a.bundle, a.out, a.name)
@@ -245,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blocks-per-shard", type=int, default=2048)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(fn=_cmd_make_synth)
+
+    t = sub.add_parser("bench-graph", help="ONNX Runtime alone on a fused bundle's graph (us per block)")
+    t.add_argument("--bundle", required=True)
+    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--threads", type=int, default=1)
+    t.set_defaults(fn=_cmd_bench_graph)
 
     t = sub.add_parser("bench-step", help="measure one CPU training step")
     t.add_argument("--arch", default="resnet18")
