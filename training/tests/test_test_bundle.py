@@ -157,3 +157,16 @@ def test_quantized_copy_of_the_fused_bundle(tmp_path):
     rq, rf = qa.run_blocks(blocks), fa.run_blocks(blocks)
     assert np.abs(rq.probabilities - rf.probabilities).max() < 0.1
     assert (rq.partition == rf.partition).mean() > 0.8
+
+
+def test_bench_graph_and_quantize_refuse_schema_1_bundles(tmp_path):
+    """Both work on a fused graph only; a trunk + stage files bundle is
+    refused with a message, not a traceback deep in ONNX Runtime."""
+    from av1part_train.bench import bench_graph
+    from av1part_train.quantize import quantize_bundle
+    with pytest.raises(ValueError, match="fused"):
+        bench_graph(BUNDLE)
+    with pytest.raises(ValueError, match="fused"):
+        quantize_bundle(BUNDLE, tmp_path / "q")
+    r = bench_graph(ONNX / "test-fused", batch=8, seconds=0.01, reps=1)
+    assert r["batch"] == 8 and r["us_per_block"] > 0
