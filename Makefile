@@ -1,6 +1,6 @@
 # The two commands of a fresh machine: `make demo` (the main job) and
 # `make test` (every test). Both run the idempotent set-up first.
-.PHONY: setup demo test bench install
+.PHONY: setup demo test bench install eval
 
 setup:
 	scripts/setup.sh
@@ -16,3 +16,6 @@ bench: setup
 
 install: setup
 	scripts/install.sh $(PREFIX)
+
+eval: setup
+	encoder/eval $(EVAL_ARGS)

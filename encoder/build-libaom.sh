@@ -3,12 +3,17 @@
 #
 #   ${AV1PART_CACHE:-$HOME/.cache/av1part}/libaom-3.6.0/
 #       orig/            the unpacked Debian source (aom-3.6.0 with Debian's patches), never edited
-#       src/             orig/ + encoder/patches/*.patch applied in order (the seam for the libaom fork)
+#       src/             orig/ + encoder/patches/*.patch applied in order (the libaom fork)
 #       build-inspect/   decoder only, CONFIG_INSPECTION=1 (libaom.a for the label extractor)
-#       build-enc/       aomenc
+#       build-enc/       stock aomenc and aomdec, built from orig/ (never patched): the
+#                        dataset's encoder and the evaluation's reference
+#       build-av1part/   the fork's aomenc and aomdec: src/ with CONFIG_AV1PART=1, linked to
+#                        libav1part through pkg-config (the plugin installed by
+#                        scripts/install.sh into $CACHE/plugin)
 #       bin/av1part-labels  the label extractor (training/labels), linked to build-inspect
 #
-# Usage: encoder/build-libaom.sh [all|source|inspect|enc|labels]   (default: all)
+# Usage: encoder/build-libaom.sh [all|source|inspect|enc|labels|av1part]   (default: all;
+#        `all` does not build av1part, which needs the plugin built first)
 # Idempotent: every step writes a stamp file holding the inputs it was built from
 # (libaom version, patch series hash, configuration); a second run does nothing.
 # Environment: AV1PART_CACHE (cache root), AV1PART_BUILD_JOBS (parallel jobs, default nproc).
@@ -114,19 +119,21 @@ prepare_source() {
 }
 
 # --- step 3: builds --------------------------------------------------------------------------
-cmake_build() {  # name target cmake-args...
-  local name="$1" target="$2"; shift 2
+cmake_build() {  # name source(src|orig) "targets" extra-key cmake-args...
+  local name="$1" tree="$2" targets="$3" extra="$4"; shift 4
   local bdir="$ROOT/$name" key
-  key="$(patch_hash) $* target=$target"
+  if [[ "$tree" == orig ]]; then key="orig-$AOM_VERSION"; else key="$(patch_hash)"; fi
+  key="$key $extra $* targets=$targets"
   if stamp_ok "$bdir/.av1part-stamp" "$key"; then return 0; fi
   need_tools cmake cc nasm perl
-  prepare_source
-  log "building $name ($target) with $JOBS jobs; log in $bdir.log"
+  if [[ "$tree" == orig ]]; then fetch_source; else prepare_source; fi
+  log "building $name ($targets) with $JOBS jobs; log in $bdir.log"
   rm -rf "$bdir"
   local t0=$SECONDS
-  if ! { cmake -G "$(generator)" -S "$ROOT/src" -B "$bdir" -DCMAKE_BUILD_TYPE=Release \
+  # shellcheck disable=SC2086  # targets is a word list
+  if ! { cmake -G "$(generator)" -S "$ROOT/$tree" -B "$bdir" -DCMAKE_BUILD_TYPE=Release \
            -DENABLE_TESTS=0 -DENABLE_DOCS=0 -DENABLE_TOOLS=0 "$@" \
-         && cmake --build "$bdir" --target "$target" -j "$JOBS"; } >"$bdir.log" 2>&1; then
+         && cmake --build "$bdir" --target $targets -j "$JOBS"; } >"$bdir.log" 2>&1; then
     tail -n 30 "$bdir.log" >&2
     die "building $name failed (full log: $bdir.log)"
   fi
@@ -135,13 +142,30 @@ cmake_build() {  # name target cmake-args...
 }
 
 build_inspect() {
-  cmake_build build-inspect aom -DCONFIG_INSPECTION=1 -DCONFIG_AV1_ENCODER=0 -DENABLE_EXAMPLES=0
+  cmake_build build-inspect src aom "" -DCONFIG_INSPECTION=1 -DCONFIG_AV1_ENCODER=0 -DENABLE_EXAMPLES=0
 }
 
 build_enc() {
-  # CONFIG_LIBYUV=0: Debian patches the sources to use a system libyuv (only for input
-  # scaling in aomenc, which av1part never uses).
-  cmake_build build-enc aomenc -DCONFIG_AV1_DECODER=0 -DENABLE_EXAMPLES=1 -DCONFIG_LIBYUV=0
+  # Stock libaom: the unpatched Debian source. CONFIG_LIBYUV=0: Debian patches the sources
+  # to use a system libyuv (only for input scaling in aomenc, which av1part never uses).
+  cmake_build build-enc orig "aomenc aomdec" "" -DENABLE_EXAMPLES=1 -DCONFIG_LIBYUV=0
+}
+
+# The plugin as the fork links it: scripts/install.sh into $CACHE/plugin (refreshed on
+# every run, so the fork always loads the plugin of this checkout).
+install_plugin() {
+  [[ -f "$REPO/target/release/libav1part.so" ]] || \
+    die "build the plugin first (cargo build --release, or make setup)"
+  AV1PART_NO_BUILD=1 "$REPO/scripts/install.sh" "$CACHE/plugin" >/dev/null || die "installing the plugin into $CACHE/plugin failed"
+}
+
+build_av1part() {
+  install_plugin
+  need_tools pkg-config
+  # The ABI is the header: a changed header rebuilds the fork.
+  local abi; abi="header=$(sha256sum "$REPO/include/av1part.h" | cut -c1-16)"
+  PKG_CONFIG_PATH="$CACHE/plugin/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" \
+    cmake_build build-av1part src "aomenc aomdec" "$abi" -DENABLE_EXAMPLES=1 -DCONFIG_LIBYUV=0 -DCONFIG_AV1PART=1
 }
 
 build_labels() {
@@ -157,8 +181,9 @@ main() {
     inspect) build_inspect ;;
     enc) build_enc ;;
     labels) build_labels ;;
+    av1part) build_av1part ;;
     all) build_inspect; build_enc; build_labels ;;
-    *) die "usage: $0 [all|source|inspect|enc|labels]" ;;
+    *) die "usage: $0 [all|source|inspect|enc|labels|av1part]" ;;
   esac
   log "ok: $ROOT"
 }

@@ -16,7 +16,7 @@ ROOT=$PWD
 say() { printf '[setup] %s\n' "$*"; }
 
 # 1. System packages (Debian). Only missing ones are installed.
-APT_PKGS=(build-essential pkg-config cmake nasm ninja-build dpkg-dev patch ffmpeg svt-av1 valgrind python3-venv curl ca-certificates)
+APT_PKGS=(build-essential pkg-config cmake nasm ninja-build dpkg-dev patch ffmpeg svt-av1 dav1d valgrind python3-venv curl ca-certificates)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -73,4 +73,9 @@ fi
 # 6. The plugin.
 say "cargo: building the plugin (release)"
 cargo build --release --quiet
+
+# 7. The libaom fork (aomenc/aomdec that ask the plugin), linked to the plugin just built.
+if [ "${AV1PART_SKIP_LIBAOM:-0}" != "1" ] && [ -x encoder/build-libaom.sh ]; then
+  encoder/build-libaom.sh av1part
+fi
 say "ready"
