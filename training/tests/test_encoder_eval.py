@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from av1part_train.data import testing as T
-from av1part_train.data.content import fetch_content
 from av1part_train.data.errors import DataError
 from av1part_train.data.y4m import write_y4m
 from av1part_train.encoder_eval import fork_aomenc, frame_md5s, ivf_payload_bytes, parse_configs, psnr_planes
@@ -61,13 +60,12 @@ def test_psnr_and_frame_md5s(tmp_path):
         psnr_planes(str(src), dec, 3)
 
 
-def test_small_evaluation_end_to_end(tmp_path):
+def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     """Every configuration on a 4-frame crop at --cpu-used=6: the report is complete, the
     'off' stream is stock's, every stream conforms and the oracle finds stock's partitions."""
     if not fork_aomenc().exists():
         pytest.fail(f"{fork_aomenc()} missing: the set-up builds it")
-    src = fetch_content(["carphone"], verbose=False)["carphone"]
-    clip = T.crop_y4m(str(src), str(tmp_path / "carphone.y4m"), 160, 112, 4)
+    clip = T.crop_y4m(carphone_y4m, str(tmp_path / "carphone.y4m"), 160, 112, 4)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "av1part_train.encoder_eval", "--y4m", clip, "--frames", "4", "--preset", "6",
            "--presets", "5,6", "--configs", "prune:0.05,force,oracle,off", "--reps", "1", "--out", str(out)]

@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from av1part_train.data import testing as T
-from av1part_train.data.content import fetch_content
-from av1part_train.data.errors import DataError
-from av1part_train.data.tools import ensure_tools, extract_labels
+from av1part_train.data.tools import extract_labels
 from av1part_train.encoder_eval import fork_aomenc, frame_md5s, read_stats_summary, stock_aomdec, stock_aomenc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +28,8 @@ BASE = ["--good", "--cpu-used=4", "--end-usage=q", "--cq-level=36", "--limit=6",
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    try:
-        ensure_tools()
-        src = fetch_content(["carphone"], verbose=False)["carphone"]
-    except DataError as e:
-        pytest.fail(f"tools or content unavailable: {e}")
+def work(tmp_path_factory, carphone_y4m):
+    src = carphone_y4m
     for exe in (fork_aomenc(), stock_aomenc(), stock_aomdec()):
         if not exe.exists():
             pytest.fail(f"{exe} missing: the set-up (encoder/build-libaom.sh av1part) builds it")
