@@ -329,10 +329,19 @@ typedef struct Av1partConfig {
      */
     int32_t decision_policy;
     /**
+     * The encoder's speed preset (libaom `--cpu-used`, 0..9), stated once
+     * for the context. A bundle trained for several presets (manifest
+     * `input.presets`, side feature `cpu_used`) runs at the listed preset
+     * nearest to it, the lower one on a tie (`av1part_context_cpu_used()`
+     * tells which); bundles that list no presets ignore it. Default -1:
+     * not stated, the bundle's first listed preset.
+     */
+    int32_t cpu_used;
+    /**
      * Reserved for future fields; must be zero (`av1part_config_default()`
      * zeroes it).
      */
-    uint8_t reserved[52];
+    uint8_t reserved[48];
 } Av1partConfig;
 
 /**
@@ -680,6 +689,14 @@ Av1partStatus av1part_context_prune_set(const struct Av1partContext *ctx,
  * The decision policy in effect: an `Av1partPolicy`; -1 for a NULL context.
  */
 int32_t av1part_context_decision_policy(const struct Av1partContext *ctx);
+
+/**
+ * The encoder preset (libaom `--cpu-used`) the bundle runs at: the one
+ * stated in `Av1partConfig.cpu_used` when the bundle lists it, else the
+ * nearest listed one; -1 when the bundle lists no presets (it was not
+ * trained with the preset as an input) or for a NULL context.
+ */
+int32_t av1part_context_cpu_used(const struct Av1partContext *ctx);
 
 /**
  * 1 when the bundle's predictions depend on the previous source frame

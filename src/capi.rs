@@ -139,9 +139,16 @@ pub struct Av1partConfig {
     /// An `Av1partPolicy`: how `Av1partPrediction.partition` is chosen from
     /// the (grid-rounded) decision values. Default `AV1PART_POLICY_FLAT`.
     pub decision_policy: i32,
+    /// The encoder's speed preset (libaom `--cpu-used`, 0..9), stated once
+    /// for the context. A bundle trained for several presets (manifest
+    /// `input.presets`, side feature `cpu_used`) runs at the listed preset
+    /// nearest to it, the lower one on a tie (`av1part_context_cpu_used()`
+    /// tells which); bundles that list no presets ignore it. Default -1:
+    /// not stated, the bundle's first listed preset.
+    pub cpu_used: i32,
     /// Reserved for future fields; must be zero (`av1part_config_default()`
     /// zeroes it).
-    pub reserved: [u8; 52],
+    pub reserved: [u8; 48],
 }
 
 /// One 16×16 4:2:0 source block and its side information.
@@ -575,7 +582,8 @@ pub unsafe extern "C" fn av1part_config_default(cfg: *mut Av1partConfig) {
         frame_threads: 0,
         decision_grid: 0,
         decision_policy: Av1partPolicy::Flat as i32,
-        reserved: [0; 52],
+        cpu_used: -1,
+        reserved: [0; 48],
     };
     // SAFETY: non-NULL `cfg` points to caller-owned writable storage for an
     // Av1partConfig (documented); write() does not read the old value.
@@ -664,6 +672,15 @@ pub unsafe extern "C" fn av1part_context_new(
                 p => {
                     return Err(Error::invalid(format!(
                         "decision_policy {p} is not 0 (flat) or 1 (greedy)"
+                    )))
+                }
+            },
+            cpu_used: match c.cpu_used {
+                -1 => None,
+                v @ 0..=9 => Some(v as u32),
+                v => {
+                    return Err(Error::invalid(format!(
+                        "cpu_used {v} is not in 0..9 (or -1: not stated)"
                     )))
                 }
             },
@@ -884,6 +901,17 @@ pub unsafe extern "C" fn av1part_context_decision_policy(ctx: *const Av1partCont
             crate::Policy::Flat => Av1partPolicy::Flat as i32,
             crate::Policy::Greedy => Av1partPolicy::Greedy as i32,
         })
+    })
+}
+
+/// The encoder preset (libaom `--cpu-used`) the bundle runs at: the one
+/// stated in `Av1partConfig.cpu_used` when the bundle lists it, else the
+/// nearest listed one; -1 when the bundle lists no presets (it was not
+/// trained with the preset as an input) or for a NULL context.
+#[no_mangle]
+pub unsafe extern "C" fn av1part_context_cpu_used(ctx: *const Av1partContext) -> i32 {
+    guard_value(-1, || {
+        ctx_ref(ctx).map_or(-1, |c| c.ctx.preset().map_or(-1, |p| p as i32))
     })
 }
 

@@ -90,6 +90,10 @@ pub struct Config {
     /// How `Prediction::partition` is chosen from the decision values;
     /// default [`Policy::Flat`].
     pub policy: Policy,
+    /// The encoder's preset (libaom `--cpu-used`, 0..=9), stated once. A
+    /// bundle that lists presets runs at the listed one nearest to it (the
+    /// lower on a tie); `None` (default): at its first listed preset.
+    pub cpu_used: Option<u32>,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             decision_grid: DEFAULT_DECISION_GRID,
             graph_optimization: GraphOptimization::All,
             policy: Policy::Flat,
+            cpu_used: None,
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct Context {
     skip_below: f64,
     decision_grid: u32,
     policy: Policy,
+    preset: Option<u32>,
     max_sessions: usize,
     frame_threads: usize,
     stages: Vec<StageInfo>,
@@ -276,8 +282,18 @@ impl Context {
             })
             .collect();
         tracing::info!(bundle = %bundle.name, ?provider, "av1part context ready");
+        if let Some(c) = cfg.cpu_used.filter(|&c| c > 9) {
+            return Err(Error::invalid(format!("cpu_used {c} is not in 0..=9")));
+        }
+        let preset = bundle.preset_for(cfg.cpu_used);
+        if let (Some(want), Some(got)) = (cfg.cpu_used, preset) {
+            if want != got {
+                tracing::info!(want, got, "bundle not trained for this cpu_used: nearest preset used");
+            }
+        }
         Ok(Context {
-            layout: TensorLayout::new(&bundle),
+            layout: TensorLayout::new(&bundle, preset),
+            preset,
             skip_below: skip_override.unwrap_or(bundle.skip_below),
             decision_grid: cfg.decision_grid,
             policy: cfg.policy,
@@ -542,6 +558,12 @@ impl Context {
     /// The decision grid in effect (0: unrounded decisions).
     pub fn decision_grid(&self) -> u32 {
         self.decision_grid
+    }
+
+    /// The encoder preset the bundle runs at (see [`Config::cpu_used`]);
+    /// `None` for a bundle that lists no presets.
+    pub fn preset(&self) -> Option<u32> {
+        self.preset
     }
 
     /// Whether predictions depend on the previous source frame.

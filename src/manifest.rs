@@ -62,6 +62,8 @@ struct RawInput {
     side_features: Vec<String>,
     #[serde(default)]
     prev_y_when_absent: Option<String>,
+    #[serde(default)]
+    presets: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +161,9 @@ pub enum SideFeature {
     Intra,
     /// 1 when a previous source block was given.
     HasPrev,
+    /// The encoder preset in use (`cpu_used / 10`), one per context: the
+    /// listed preset nearest to `Config::cpu_used` (see `Bundle::presets`).
+    CpuUsed,
 }
 
 /// Where a stage input comes from.
@@ -294,6 +299,10 @@ pub struct Bundle {
     pub std: Vec<f32>,
     /// Side features, in order.
     pub side_features: Vec<SideFeature>,
+    /// The encoder presets (libaom `--cpu-used`) the bundle was trained
+    /// for, ascending; required with the `cpu_used` side feature, optional
+    /// (informative) otherwise, empty when not stated.
+    pub presets: Vec<u32>,
     /// Optional trunk (schema 1).
     pub trunk: Option<TrunkSpec>,
     /// The fused graph (schema 2); then stages have no files of their own.
@@ -648,9 +657,11 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             "qindex" => Some(SideFeature::Qindex),
             "intra" => Some(SideFeature::Intra),
             "has_prev" => Some(SideFeature::HasPrev),
+            "cpu_used" => Some(SideFeature::CpuUsed),
             _ => None,
         },
     )?;
+    let presets = parse_presets(inp.presets.as_deref(), &side_features)?;
     let block_shape = vec![-1, n_ch as i64, BLOCK as i64, BLOCK as i64];
 
     // --- trunk -------------------------------------------------------------
@@ -945,6 +956,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         mean: norm.mean.clone(),
         std: norm.std.clone(),
         side_features,
+        presets,
         trunk,
         graph,
         stages,
@@ -954,6 +966,47 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         data_shas,
         data: Vec::new(),
     })
+}
+
+/// `input.presets`: distinct libaom `--cpu-used` values 0..=9, ascending;
+/// required (non-empty) when a side feature is `cpu_used`.
+fn parse_presets(raw: Option<&[i64]>, side: &[SideFeature]) -> Result<Vec<u32>> {
+    let merr = |msg: String| Error::model(MANIFEST_FILE, "input.presets", msg);
+    let list = raw.unwrap_or(&[]);
+    if side.contains(&SideFeature::CpuUsed) && list.is_empty() {
+        return Err(merr(
+            "missing or empty: a bundle that takes cpu_used lists the presets it was trained for".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, &p) in list.iter().enumerate() {
+        if !(0..=9).contains(&p) {
+            return Err(merr(format!("[{i}] = {p} is not a cpu_used in 0..=9")));
+        }
+        if out.last().is_some_and(|&last| p as u32 <= last) {
+            return Err(merr(format!("[{i}] = {p}: presets must be distinct and ascending")));
+        }
+        out.push(p as u32);
+    }
+    Ok(out)
+}
+
+impl Bundle {
+    /// The preset a context with `cpu_used` (`None`: not stated) runs the
+    /// bundle at: the stated one when listed, else the nearest listed one
+    /// (the lower on a tie, i.e. the more thorough search); not stated: the
+    /// first listed. `None` for a bundle that lists no presets.
+    pub fn preset_for(&self, cpu_used: Option<u32>) -> Option<u32> {
+        let first = *self.presets.first()?;
+        let want = match cpu_used {
+            None => return Some(first),
+            Some(c) => c as i64,
+        };
+        self.presets
+            .iter()
+            .copied()
+            .min_by_key(|&p| ((p as i64 - want).abs(), p))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, Channel, SideFeature, BLOCK};
 
+/// The `cpu_used` side feature is `preset / CPU_USED_SCALE` (docs/CONTRACTS.md).
+pub(crate) const CPU_USED_SCALE: f32 = 10.0;
+
 /// Chroma block size (4:2:0).
 const CBLOCK: usize = BLOCK / 2;
 
@@ -253,6 +256,8 @@ fn read_region<const N: usize>(r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
 pub(crate) struct TensorLayout {
     channels: Vec<Channel>,
     side_features: Vec<SideFeature>,
+    /// The value of the `cpu_used` side feature (the context's preset / 10).
+    cpu_used: f32,
     /// `tables[bit depth index][channel][sample]`: the contract's
     /// normalisation of every possible sample value, computed once with the
     /// same float32 expression, so a lookup gives the same bits as the
@@ -339,8 +344,12 @@ impl<'a> BlockSource<'a> {
 }
 
 impl TensorLayout {
-    pub(crate) fn new(b: &Bundle) -> Self {
-        Self::from_parts(b.channels.clone(), &b.mean, &b.std, b.side_features.clone())
+    /// `preset`: the encoder preset the context runs the bundle at (for the
+    /// `cpu_used` side feature).
+    pub(crate) fn new(b: &Bundle, preset: Option<u32>) -> Self {
+        let mut l = Self::from_parts(b.channels.clone(), &b.mean, &b.std, b.side_features.clone());
+        l.cpu_used = preset.map_or(0.0, |p| p as f32 / CPU_USED_SCALE);
+        l
     }
 
     fn from_parts(
@@ -363,6 +372,7 @@ impl TensorLayout {
         TensorLayout {
             channels,
             side_features,
+            cpu_used: 0.0,
             tables,
         }
     }
@@ -458,6 +468,7 @@ impl TensorLayout {
                         0.0
                     }
                 }
+                SideFeature::CpuUsed => self.cpu_used,
             };
         }
         Ok(())

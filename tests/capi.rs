@@ -215,13 +215,24 @@ fn context_new_rejects_bad_arguments() {
         Status::InvalidArgument
     );
     cfg.skip_below = -1.0;
-    cfg.reserved[51] = 1;
+    cfg.reserved[47] = 1;
     assert_eq!(
         unsafe { av1part_context_new(&cfg, &mut ctx) },
         Status::InvalidArgument
     );
     assert!(last_error().contains("reserved"));
-    cfg.reserved[51] = 0;
+    cfg.reserved[47] = 0;
+    for bad in [-2, 10, i32::MIN] {
+        cfg.cpu_used = bad;
+        assert_eq!(
+            unsafe { av1part_context_new(&cfg, &mut ctx) },
+            Status::InvalidArgument,
+            "cpu_used {bad}"
+        );
+        assert!(last_error().contains("cpu_used"), "{}", last_error());
+    }
+    cfg.cpu_used = -1;
+    assert_eq!(unsafe { av1part_context_cpu_used(std::ptr::null()) }, -1);
     for bad in [3, 1000, 1 << 17] {
         cfg.decision_grid = bad;
         assert_eq!(

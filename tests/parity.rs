@@ -96,7 +96,7 @@ fn bundles_with_golden() -> Vec<std::path::PathBuf> {
         .filter(|p| p.join("golden.json").is_file())
         .collect();
     dirs.sort();
-    for want in ["test-tiny", "test-fused", "fast", "default"] {
+    for want in ["test-tiny", "test-fused", "test-preset", "fast", "default"] {
         assert!(
             dirs.iter().any(|d| d.ends_with(want)),
             "onnx/{want} has no golden.json"

@@ -211,6 +211,8 @@ static void test_config_default(void) {
     CHECK(c.skip_below < 0, "skip_below default %g (want negative: keep the bundle's)", c.skip_below);
     CHECK(c.decision_grid == 0, "decision_grid default %d (0: AV1PART_DEFAULT_DECISION_GRID)", c.decision_grid);
     CHECK(c.decision_policy == AV1PART_POLICY_FLAT, "decision_policy default %d", c.decision_policy);
+    CHECK(c.cpu_used == -1, "cpu_used default %d (want -1: not stated)", c.cpu_used);
+    CHECK(av1part_context_cpu_used(NULL) == -1, "cpu_used of a NULL context");
     int nz = 0;
     for (size_t i = 0; i < sizeof c.reserved; i++) nz |= c.reserved[i];
     CHECK(nz == 0, "reserved bytes not zeroed");

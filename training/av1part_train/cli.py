@@ -62,7 +62,8 @@ def _cmd_train_all(a):
     ov = list(a.overrides)
     if a.data:
         ov.append(f"data={json.dumps(a.data)}")
-    train_all(a.config or "default", ov, a.out_root, a.bundle, a.name, skip_stages=a.reuse)
+    train_all(a.config or "default", ov, a.out_root, a.bundle, a.name, skip_stages=a.reuse,
+              calibrate=not a.no_calibrate)
     return 0
 
 
@@ -75,7 +76,7 @@ def _cmd_export(a):
             ck[s] = ck[s] or str(Path(a.run_root) / s / "checkpoints" / "best.pt")
     m = export_from_checkpoints(ck, a.out, a.name or Path(a.out).name, a.data, description=a.description,
                                 skip_below=a.skip_below, test_max_blocks=a.test_max_blocks,
-                                prior_correction=a.prior_correction)
+                                prior_correction=a.prior_correction, calibrate=a.calibrate)
     print(json.dumps(m["training"]["metrics"], indent=1))
     return 0
 
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bundle", default="onnx/default")
     t.add_argument("--name", default="default")
     t.add_argument("--reuse", nargs="*", default=[], help="stages whose existing best.pt is reused")
+    t.add_argument("--no-calibrate", action="store_true",
+                   help="export the raw stage probabilities (no prior correction, no temperature)")
     t.set_defaults(fn=_cmd_train_all)
 
     t = sub.add_parser("export", help="write a bundle from stage checkpoints (checked against onnxruntime)")
@@ -201,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-max-blocks", type=int)
     t.add_argument("--prior-correction", action="store_true",
                    help="stages trained on class-balanced batches get log(prior) added to their logits, so "
-                        "their probabilities follow the training distribution (calibrated; see training/README.md)")
+                        "their probabilities follow the training distribution (see training/README.md)")
+    t.add_argument("--calibrate", action="store_true",
+                   help="prior correction plus a temperature per stage fitted on the validation split of --data "
+                        "(both folded into the graph; the fit is recorded in the manifest)")
     t.set_defaults(fn=_cmd_export)
 
     t = sub.add_parser("evaluate", help="end-to-end cascade metrics of a bundle on a dataset split")
@@ -241,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="onnx/test-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-golden", type=int, default=48)
-    t.add_argument("--kind", default="test-tiny", choices=["test-tiny", "test-fused"],
-                   help="test-tiny: schema 1 (trunk + stage files); test-fused: schema 2 (one BlockNet graph)")
+    t.add_argument("--kind", default="test-tiny", choices=["test-tiny", "test-fused", "test-preset"],
+                   help="test-tiny: schema 1 (trunk + stage files); test-fused: schema 2 (one BlockNet graph); "
+                        "test-preset: test-tiny taking the encoder preset (cpu_used) as a side input")
     t.set_defaults(fn=_cmd_make_test_bundle)
 
     t = sub.add_parser("make-synthetic-dataset", help="write a synthetic dataset (CONTRACTS.md format) for smoke runs")

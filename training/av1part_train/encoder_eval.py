@@ -4,7 +4,7 @@
         [--frames 30] [--configs prune:0.05,force,oracle] [--presets 0,1,2,3,4,5] [--reps 2]
         [--model onnx/default] [--jobs 2] [--out out/encoder-eval]
 
-For every clip (real video no bundle was trained on, evalclips.py) and cq level it encodes
+For every clip (real video no bundle was trained on, clips.py) and cq level it encodes
 with stock aomenc at every stock preset, and with the fork at the evaluation preset in each
 av1part configuration; all encodes are 1 thread, 2-pass good quality with alt-refs (aomenc's
 defaults), --test-decode=fatal. Each stream is decoded with stock aomdec and with dav1d; the
@@ -49,7 +49,7 @@ from .bdrate import BdRateError, bd_rate
 from .data.errors import DataError
 from .data.tools import aom_root, aomenc_path, extract_labels, labels_path, read_labels
 from .data.y4m import open_y4m
-from .evalclips import CLIPS, DEFAULT_CLIPS, prepare_clip
+from .clips import CLIPS, DEFAULT_CLIPS, prepare_clip
 from .hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[2]

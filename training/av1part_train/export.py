@@ -136,13 +136,14 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
                   golden_skip_below: Sequence[float] = (), check_inputs: np.ndarray | None = None,
                   check_side: np.ndarray | None = None, tol: float = 1e-4, overwrite: bool = True,
                   max_bundle_bytes: int = 50_000_000, prior_corrected: Sequence[str] = (),
-                  fused: bool | None = None) -> dict:
+                  fused: bool | None = None, temperatures: dict | None = None) -> dict:
     """Write a bundle. ``stages`` maps each of the four stage names to a list of
     StageModel (one, or k members of an ensemble), all sharing the Stage 1
     backbone's stem..layer2 (checked). Stages named in ``prior_corrected``
     were trained on class-balanced batches: their logits get log(prior)
-    added, so the exported probabilities follow the training distribution.
-    ``fused`` (default: the arch's ``fused`` setting) writes one graph with
+    added, so the exported probabilities follow the training distribution;
+    ``temperatures`` (stage -> T) divides the logits before that
+    (calibration.py). ``fused`` (default: the arch's ``fused`` setting) writes one graph with
     every stage's output (schema 2) instead of a trunk and stage files."""
     import onnx
     import onnxruntime as ort
@@ -183,7 +184,7 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             shifts[s] = np.log(pr)
         if fused:
             manifest = _export_fused(tmp, spec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
-                                     recipe, metrics, skip_below, max_bundle_bytes)
+                                     recipe, metrics, skip_below, max_bundle_bytes, temperatures or {})
             _publish(tmp, out_dir, name, golden_blocks, golden_skip_below, overwrite)
             return manifest
         models, torch_out = {}, {}
@@ -194,7 +195,7 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             feats = trunk(x_chk)
             torch_out["trunk.onnx"] = feats.numpy()
             for s in STAGE_ORDER:
-                mod = StageExport(list(stages[s]), shifts.get(s)).eval()
+                mod = StageExport(list(stages[s]), shifts.get(s), (temperatures or {}).get(s, 1.0)).eval()
                 if spec.num_side:
                     args, names = (feats[:2], side_chk[:2]), ["features", "side"]
                     torch_out[f"{s}.onnx"] = mod(feats, side_chk).numpy()
@@ -282,14 +283,14 @@ def _normalised_prior(s: str, priors) -> list[float]:
 
 
 def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
-                  recipe, metrics, skip_below, max_bundle_bytes) -> dict:
+                  recipe, metrics, skip_below, max_bundle_bytes, temperatures) -> dict:
     """One graph (model.onnx): (x[, side]) -> a softmax output per stage,
     weights inline; checked against PyTorch through onnxruntime from disk."""
     import onnx
     import onnxruntime as ort
 
     with torch.no_grad():
-        mod = FusedExport(stages, shifts).eval()
+        mod = FusedExport(stages, shifts, temperatures).eval()
         if spec.num_side:
             args, names = (x_chk[:2], side_chk[:2]), ["x", "side"]
             want = mod(x_chk, side_chk)

@@ -28,9 +28,10 @@ class DatasetError(ValueError):
 
 
 class Shard:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, cpu_used: int = -1):
         self.path = path
         self.name = path.name
+        self.cpu_used = cpu_used  # the encoder preset of the dataset it belongs to
         info_p = path / "shard.json"
         self.info = json.loads(info_p.read_text())
         self.arr = {}
@@ -51,6 +52,27 @@ class Shard:
 
     def __len__(self):
         return self.n
+
+
+def dataset_roots(data) -> list[Path]:
+    """One dataset root, or several (a list, or one string with comma-separated
+    paths): e.g. the same clips labelled at two encoder presets."""
+    if isinstance(data, (list, tuple)):
+        parts = [str(d) for d in data]
+    else:
+        parts = [p for p in str(data).split(",") if p.strip()]
+    if not parts:
+        raise DatasetError("no dataset given")
+    return [Path(p.strip()) for p in parts]
+
+
+def dataset_cpu_used(root: Path) -> int:
+    """The aomenc --cpu-used its labels come from (the recipe in the manifest)."""
+    mp = root / "manifest.json"
+    if not mp.exists():
+        raise DatasetError(f"{mp}: missing (not a dataset directory?)")
+    r = json.loads(mp.read_text()).get("recipe") or {}
+    return int(r.get("cpu_used", -1))
 
 
 def split_sequences(root: Path, split: str) -> list[str]:
@@ -89,14 +111,21 @@ class BlockDataset(torch.utils.data.Dataset):
     def __init__(self, root, split: str, spec: InputSpec, stage: str | None = "stage1",
                  exclude_edge: bool = False, max_blocks: int | None = None, seed: int = 0,
                  require_all_classes: bool = True):
-        self.root = Path(root)
+        self.roots = dataset_roots(root)
+        self.root = self.roots[0]
         self.split, self.spec, self.stage = split, spec, stage
-        seqs = split_sequences(self.root, split)
-        if not seqs:
-            raise DatasetError(f"{self.root}: split {split!r} is empty (no sequences)")
-        dirs, partial = find_shards(self.root, seqs)
-        self.incomplete_shards = [p.name for p in partial]
-        self.shards = [Shard(p) for p in dirs]
+        self.shards, self.incomplete_shards, self.shard_sequence = [], [], []
+        for r in self.roots:
+            seqs = split_sequences(r, split)
+            if not seqs:
+                raise DatasetError(f"{r}: split {split!r} is empty (no sequences)")
+            cpu = dataset_cpu_used(r)
+            dirs, partial = find_shards(r, seqs)
+            self.incomplete_shards += [str(p) for p in partial]
+            self.shards += [Shard(p, cpu) for p in dirs]
+            self.shard_sequence += [p.name.rsplit("__cq", 1)[0] for p in dirs]
+        if "cpu_used" in spec.side_features and any(sh.cpu_used < 0 for sh in self.shards):
+            raise DatasetError(f"{root}: the model takes cpu_used but a dataset's recipe has none")
         names = stage_classes(stage) if stage else list(PARTITION_NAMES)
         self.class_names = names
         lut = np.asarray(LABEL_MAPS[stage] if stage else list(range(10)), dtype=np.int64)
@@ -122,12 +151,12 @@ class BlockDataset(torch.utils.data.Dataset):
             sel = np.sort(np.random.default_rng(seed).choice(self.targets.size, max_blocks, replace=False))
             self.sid, self.rows, self.targets, self.labels10 = (a[sel] for a in (self.sid, self.rows, self.targets, self.labels10))
         if self.targets.size == 0:
-            raise DatasetError(f"{self.root}: split {split!r} has no blocks for {stage or '10-way'}"
+            raise DatasetError(f"{root}: split {split!r} has no blocks for {stage or '10-way'}"
                                f" ({len(self.shards)} complete shards, {len(partial)} incomplete)")
         self.counts = np.bincount(self.targets, minlength=len(names))
         if require_all_classes and (self.counts == 0).any():
             miss = [names[i] for i in np.nonzero(self.counts == 0)[0]]
-            raise DatasetError(f"{self.root}: split {split!r} has no blocks of class(es) {miss} for "
+            raise DatasetError(f"{root}: split {split!r} has no blocks of class(es) {miss} for "
                                f"{stage or '10-way'}; counts {dict(zip(names, self.counts.tolist()))} (set "
                                f"allow_missing_classes=true to train without it: the stage then never predicts it)")
 
@@ -141,7 +170,8 @@ class BlockDataset(torch.utils.data.Dataset):
         out = {"y": np.empty((n, 16, 16), np.uint16), "u": np.empty((n, 8, 8), np.uint16),
                "v": np.empty((n, 8, 8), np.uint16), "prev_y": np.empty((n, 16, 16), np.uint16),
                "bit_depth": np.empty(n, np.int64), "has_prev": np.empty(n, np.uint8),
-               "base_qindex": np.empty(n, np.int64), "frame_type": np.empty(n, np.uint8)}
+               "base_qindex": np.empty(n, np.int64), "frame_type": np.empty(n, np.uint8),
+               "cpu_used": np.empty(n, np.int64)}
         sids = self.sid[idx]
         for s in np.unique(sids):
             pos = np.nonzero(sids == s)[0]
@@ -156,13 +186,25 @@ class BlockDataset(torch.utils.data.Dataset):
             out["has_prev"][ps] = meta["has_prev"]
             out["base_qindex"][ps] = meta["base_qindex"]
             out["frame_type"][ps] = meta["frame_type"]
+            out["cpu_used"][ps] = sh.cpu_used
         return out
+
+    def groups(self) -> dict[str, np.ndarray]:
+        """Per-block keys for breaking metrics down: sequence, preset, key/inter."""
+        seq = np.asarray(self.shard_sequence, dtype=object)[self.sid] if len(self.shards) else np.zeros(0, object)
+        cpu = np.asarray([sh.cpu_used for sh in self.shards], np.int64)[self.sid]
+        ft = np.empty(len(self), np.uint8)
+        for s in np.unique(self.sid):
+            pos = np.nonzero(self.sid == s)[0]
+            ft[pos] = np.asarray(self.shards[s].arr["meta"]["frame_type"])[self.rows[pos]]
+        return {"sequence": seq, "cpu_used": cpu, "intra": is_intra_frame_type(ft)}
 
     def batch(self, idx) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
         a = self.arrays(idx)
         x = build_x(self.spec, a["y"], a["u"], a["v"], a["prev_y"], a["bit_depth"], a["has_prev"])
-        side = build_side(self.spec, a["base_qindex"], is_intra_frame_type(a["frame_type"]), a["has_prev"])
+        side = build_side(self.spec, a["base_qindex"], is_intra_frame_type(a["frame_type"]), a["has_prev"],
+                          a["cpu_used"])
         return {"x": torch.from_numpy(x), "side": torch.from_numpy(side),
                 "y": torch.from_numpy(self.targets[idx]), "label10": torch.from_numpy(self.labels10[idx])}
 

@@ -67,29 +67,62 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
     res = CascadeResult(P, P.argmax(1), {s: np.concatenate(v) for s, v in stage_p.items()},
                         {s: np.concatenate(v) for s, v in ran.items()})
     out = {"split": split, "n": len(ds), "skip_below": skip_below if skip_below is not None else
-           ref.manifest["cascade"]["skip_below"], "cascade": cascade_metrics(res, ds.labels10, ref.manifest)}
+           ref.manifest["cascade"]["skip_below"]}
+    prior_p = prior_leaf_distribution(ref.manifest)
+    out.update(_block_metrics(ref.manifest, res, ds.labels10, prior_p, full=True))
+    # the same, per test clip (sequence), per encoder preset and key vs inter frames
+    g = ds.groups()
+    breakdown = {}
+    for key, vals in (("sequence", g["sequence"]), ("cpu_used", g["cpu_used"]),
+                      ("frame", np.where(g["intra"], "key", "inter"))):
+        breakdown[key] = {}
+        for v in sorted(set(vals.tolist()), key=str):
+            m = vals == v
+            breakdown[key][str(v)] = _block_metrics(ref.manifest, res.subset(m), ds.labels10[m], prior_p)
+    out["breakdown"] = breakdown
+    return out
+
+
+def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarray, full: bool = False) -> dict:
+    """Every figure the bundle is judged by, on one set of blocks: per-stage
+    macro F1, ECE and NLL (blocks that reach the stage by their true label),
+    the ten probabilities' ECE and NLL, flat and greedy 10-way, top-k recall
+    against the prior list and the prune sets."""
+    from . import PARTITION_NAMES
+    from .metrics import confusion_matrix, prf_from_confusion
     from .models.stage import LABEL_MAPS
+    P = res.probabilities
+    n = len(labels10)
+    casc = cascade_metrics(res, labels10, manifest)
+    casc["nll"] = _nll(P, labels10)
     per_stage = {}
     for s in STAGE_ORDER:
-        t = np.asarray(LABEL_MAPS[s])[ds.labels10]
+        t = np.asarray(LABEL_MAPS[s])[labels10]
         sel = (t >= 0) & res.ran[s]
         if sel.any():
-            per_stage[s] = classification_metrics(res.stage_probs[s][sel], t[sel], stage_classes(s))
-    out["stages"] = per_stage
-    out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
-    out["topk_recall"] = topk_recall(P, ds.labels10)
-    from .metrics import confusion_matrix, prf_from_confusion
-    from . import PARTITION_NAMES
-    g = greedy_partitions(ref.manifest, res.stage_probs)
-    gm = prf_from_confusion(confusion_matrix(np.asarray(ds.labels10, np.int64), g, 10), PARTITION_NAMES)
-    out["policies"] = {
-        "flat": {"accuracy": out["cascade"]["accuracy"], "macro_f1": out["cascade"]["macro_f1"]},
-        "greedy": {"accuracy": gm["accuracy"], "macro_f1": gm["macro_f1"]},
-        "prune": {str(r): prune_set_stats(P, ds.labels10, r) for r in (0.8, 0.9, 0.95, 0.99)},
-    }
-    out["prior_topk_recall"] = topk_recall(np.tile(prior_leaf_distribution(ref.manifest), (len(ds), 1)),
-                                           ds.labels10)
+            m = classification_metrics(res.stage_probs[s][sel], t[sel], stage_classes(s))
+            m["nll"] = _nll(res.stage_probs[s][sel], t[sel])
+            m["n"] = int(sel.sum())
+            per_stage[s] = m if full else {k: m[k] for k in ("macro_f1", "accuracy", "ece", "nll", "n")}
+    g = greedy_partitions(manifest, res.stage_probs)
+    gm = prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), g, 10), PARTITION_NAMES)
+    out = {"n": int(n),
+           "cascade": casc if full else {k: casc[k] for k in ("accuracy", "macro_f1", "ece", "nll")},
+           "stages": per_stage,
+           "topk_recall": topk_recall(P, labels10),
+           "prior_topk_recall": topk_recall(np.tile(prior_p, (n, 1)), labels10),
+           "policies": {"flat": {"accuracy": casc["accuracy"], "macro_f1": casc["macro_f1"]},
+                        "greedy": {"accuracy": gm["accuracy"], "macro_f1": gm["macro_f1"]},
+                        "prune": {str(r): prune_set_stats(P, labels10, r) for r in (0.8, 0.9, 0.95, 0.99)}}}
+    if full:
+        out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
     return out
+
+
+def _nll(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood (natural log) of the true class."""
+    y = np.asarray(y, np.int64)
+    return float(-np.log(np.clip(np.asarray(probs, np.float64)[np.arange(len(y)), y], 1e-12, None)).mean()) if len(y) else 0.0
 
 
 def greedy_partitions(manifest: dict, stage_probs: dict) -> np.ndarray:
@@ -142,7 +175,11 @@ def prior_leaf_distribution(manifest: dict) -> np.ndarray:
 
 def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: str | None = None,
                             description: str = "", skip_below: float = 0.0, test_max_blocks: int | None = None,
-                            golden_skip_below="auto", prior_correction: bool = False) -> dict:
+                            golden_skip_below="auto", prior_correction: bool = False,
+                            calibrate: bool = False) -> dict:
+    """``calibrate`` (needs ``data``): prior correction of every stage trained
+    on balanced batches and a temperature per stage fitted on the validation
+    split (calibration.py), both folded into the graph."""
     stages, spec, cks = load_hierarchy(ckpts)
     priors = {}
     for s in STAGE_ORDER:
@@ -158,6 +195,12 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
         for s in STAGE_ORDER},
         "stage1_sha256": sha256_file(ckpts["stage1"]), "train_class_counts": {s: cks[s]["class_counts"] for s in STAGE_ORDER}}
     val_metrics = {s: {"macro_f1": cks[s]["metric"]} for s in STAGE_ORDER}
+    if "cpu_used" in spec.side_features:
+        if not data:
+            raise ExportError("a model that takes cpu_used needs --data (the presets it was trained for)")
+        from dataclasses import replace
+        from .loader import dataset_cpu_used, dataset_roots
+        spec = replace(spec, presets=tuple(sorted({dataset_cpu_used(r) for r in dataset_roots(data)})))
     blocks = synthetic_golden_blocks(48, 0)
     if data:
         recipe["dataset"] = _dataset_identity(data)
@@ -167,12 +210,30 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
             recipe["golden_note"] = f"no real test blocks: {e}"
     # Stages trained on class-balanced batches learned a uniform class prior;
     # the export puts the real one back (see StageExport).
+    if calibrate and not data:
+        raise ExportError("calibration needs the dataset (its validation split)")
+    prior_correction = prior_correction or calibrate
     corrected = [s for s in STAGE_ORDER if cks[s]["config"].get("balanced_sampling")] if prior_correction else []
     for s in STAGE_ORDER:
         recipe["stages"][s]["prior_correction"] = s in corrected
+    temperatures = {}
+    if calibrate:
+        from .calibration import calibrate_stage
+        for s in STAGE_ORDER:
+            c = cks[s]["config"]
+            val = BlockDataset(data, "val", spec, s, bool(c.get("exclude_edge", False)), None,
+                               require_all_classes=False)
+            shift = np.log(np.asarray(priors[s], np.float64)) if s in corrected else None
+            cal = calibrate_stage(stages[s], val, shift)
+            temperatures[s] = cal["temperature"]
+            recipe["stages"][s]["calibration"] = cal
+            print(f"[export] {s}: temperature {cal['temperature']:.3f}, val NLL {cal['val_nll_before']:.4f} -> "
+                  f"{cal['val_nll_after']:.4f}, ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}",
+                  flush=True)
     manifest = export_bundle(out, spec, stages, priors, name=name, description=description, recipe=recipe,
                              metrics={"val": val_metrics}, golden_blocks=blocks, skip_below=skip_below,
-                             golden_skip_below=golden_skip_below, prior_corrected=corrected)
+                             golden_skip_below=golden_skip_below, prior_corrected=corrected,
+                             temperatures=temperatures)
     if data:
         excl = bool(cks["stage1"]["config"].get("exclude_edge", False))
         test = evaluate_bundle(out, data, "test", 0.0, test_max_blocks, exclude_edge=excl)
@@ -187,13 +248,21 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
 def _compact_test(t: dict) -> dict:
     c = t["cascade"]
     return {"split": t["split"], "n": t["n"], "accuracy_10way": c["accuracy"], "macro_f1_10way": c["macro_f1"],
-            "ece": c["ece"], "mce": c["mce"],
+            "ece": c["ece"], "mce": c["mce"], "nll": c["nll"],
+            "macro_f1_10way_greedy": t["policies"]["greedy"]["macro_f1"],
+            "topk_recall": t["topk_recall"], "prior_topk_recall": t["prior_topk_recall"],
+            "stage_ece": {s: m["ece"] for s, m in t["stages"].items()},
+            "stage_nll": {s: m["nll"] for s, m in t["stages"].items()},
             "per_class_f1": {k: v["f1"] for k, v in c["per_class"].items()},
             "errors_enter_at": {k: v["share_of_errors"] for k, v in c["errors_enter_at"].items()},
             "stage_macro_f1": {s: m["macro_f1"] for s, m in t["stages"].items()}}
 
 
-def _dataset_identity(data: str) -> dict:
+def _dataset_identity(data) -> dict:
+    from .loader import dataset_roots
+    roots = dataset_roots(data)
+    if len(roots) > 1:
+        return {"datasets": [_dataset_identity(str(r)) for r in roots]}
     mp = Path(data) / "manifest.json"
     if not mp.exists():
         return {"path": str(data)}
@@ -203,7 +272,7 @@ def _dataset_identity(data: str) -> dict:
 
 
 def train_all(config_path: str | None, overrides: list[str], out_root: str, bundle_out: str, name: str = "default",
-              skip_stages=()) -> dict:
+              skip_stages=(), calibrate: bool = True) -> dict:
     """Stage 1 -> Stage 2 -> Stage 3 RECT -> Stage 3 AB -> export -> test metrics.
     The JSON config has common keys at the top level and optional per-stage
     sections ("stage1": {...}, "stage2": {...}, ...)."""
@@ -232,6 +301,7 @@ def train_all(config_path: str | None, overrides: list[str], out_root: str, bund
         ckpts[s] = str(best)
     data = load_config(config_path, overrides).data
     print(f"[train-all] exporting {bundle_out}", flush=True)
-    m = export_from_checkpoints(ckpts, bundle_out, name, data, description=f"av1part bundle {name}")
+    m = export_from_checkpoints(ckpts, bundle_out, name, data, description=f"av1part bundle {name}",
+                                calibrate=calibrate)
     print(json.dumps(m["training"]["metrics"].get("test", {}), indent=1))
     return m

@@ -70,6 +70,11 @@ class CascadeResult:
     stage_probs: dict                  # stage -> [N, K] float32 with NaN rows where not run
     ran: dict                          # stage -> [N] bool
 
+    def subset(self, mask) -> "CascadeResult":
+        return CascadeResult(self.probabilities[mask], self.partition[mask],
+                             {k: v[mask] for k, v in self.stage_probs.items()},
+                             {k: v[mask] for k, v in self.ran.items()})
+
 
 def run_cascade(manifest: dict, n: int, stage_fn: Callable[[str, np.ndarray], np.ndarray],
                 skip_below: float | None = None) -> CascadeResult:
@@ -126,6 +131,10 @@ class ReferenceBundle:
             raise BundleError(f"{mpath}: schema/schema_version unsupported")
         self.fused = m["schema_version"] == SCHEMA_VERSION_FUSED
         self.spec = InputSpec.from_manifest(m["input"])
+        # a bundle that takes the encoder preset lists the presets it was
+        # trained for; blocks that state none get the first
+        presets = m["input"].get("presets") or [-1]
+        self.default_cpu_used = int(presets[0])
         for df in m.get("data_files", []):
             self._check_hash(df["file"], df["sha256"], "data_files")
         so = ort.SessionOptions()
@@ -204,7 +213,8 @@ class ReferenceBundle:
         bd = np.array([b["bit_depth"] for b in blocks])
         x = build_x(self.spec, y, u, v, prev, bd, has_prev)
         side = build_side(self.spec, np.array([b["qindex"] for b in blocks]),
-                          np.array([bool(b["intra"]) for b in blocks]), has_prev)
+                          np.array([bool(b["intra"]) for b in blocks]), has_prev,
+                          np.array([b.get("cpu_used", self.default_cpu_used) for b in blocks]))
         return x, side
 
     def run_tensors(self, x: np.ndarray, side: np.ndarray, skip_below: float | None = None) -> CascadeResult:

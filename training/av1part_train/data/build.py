@@ -182,6 +182,15 @@ def resolve_splits(recipe: dict, seqs: list[Sequence]) -> dict:
     return sp
 
 
+def _splits_by_clip(seqs: list[Sequence], splits: dict) -> bool:
+    """True when no clip has sequences in two splits (a hold-out of unseen clips)."""
+    split_of = {n: k for k, names in splits.items() for n in names}
+    per_clip = {}
+    for s in seqs:
+        per_clip.setdefault(s.clip, set()).add(split_of.get(s.name))
+    return all(len(v) == 1 for v in per_clip.values())
+
+
 # ----------------------------------------------------------------------------- encoding --
 def convert_depth(plane: np.ndarray, src_bd: int, dst_bd: int) -> np.ndarray:
     """Exact up-shift (x << k) or rounded down-shift ((x + 2^(k-1)) >> k, clipped)."""
@@ -322,7 +331,10 @@ def run_job(out: Path, recipe: dict, seq: Sequence, cq: int, progress: Progress)
 
 
 def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bool = True,
-          keep_work: bool = False) -> dict:
+          keep_work: bool = False, names: list[str] | None = None, sources: list[dict] | None = None) -> dict:
+    """``names``: the clip name of each input (default: from the file name);
+    ``sources``: where each input came from (registry, package, SHA-256,
+    licence), recorded in the manifest."""
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +343,12 @@ def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bo
     used = set()
     if inputs:
         resolved = [(None, resolve_input(p)) for p in inputs]
-        resolved = [(_clip_name(Path(p), used), r) for p, (_, r) in zip(inputs, resolved)]
+        if names:
+            if len(names) != len(inputs) or len(set(names)) != len(names):
+                raise DataError("build: one distinct name per input needed")
+            resolved = [(n, r) for n, (_, r) in zip(names, resolved)]
+        else:
+            resolved = [(_clip_name(Path(p), used), r) for p, (_, r) in zip(inputs, resolved)]
     else:
         resolved = [(n, p) for n, p in fetch_content().items()]
         used.update(n for n, _ in resolved)
@@ -388,7 +405,7 @@ def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bo
     if errors:
         raise DataError(f"{len(errors)} of {len(todo)} jobs failed (finished shards are kept; run "
                         "the same command again to resume):\n  " + "\n  ".join(errors))
-    manifest = write_manifest(out, recipe, seqs, splits, resolved)
+    manifest = write_manifest(out, recipe, seqs, splits, resolved, sources)
     if not keep_work:
         shutil.rmtree(out / "work", ignore_errors=True)
     el = time.time() - t_start
@@ -397,7 +414,8 @@ def build(out: str, inputs: list[str], recipe: dict, jobs: int = 2, progress: bo
     return manifest
 
 
-def write_manifest(out: Path, recipe: dict, seqs: list[Sequence], splits: dict, resolved) -> dict:
+def write_manifest(out: Path, recipe: dict, seqs: list[Sequence], splits: dict, resolved,
+                   sources: list[dict] | None = None) -> dict:
     shards = []
     per_split = {k: [0] * NUM_CLASSES for k in splits}
     split_of = {n: k for k, names in splits.items() for n in names}
@@ -430,6 +448,8 @@ def write_manifest(out: Path, recipe: dict, seqs: list[Sequence], splits: dict, 
                        "height": s.height, "bit_depth": recipe["bit_depth"],
                        "source_bit_depth": s.source_bit_depth} for s in seqs],
         "splits": splits,
+        "splits_by_clip": _splits_by_clip(seqs, splits),
+        **({"sources": sources} if sources else {}),
         "class_counts": {k: {"total": sum(v), "per_class": v} for k, v in per_split.items()},
         "total": total,
         "shards": shards,

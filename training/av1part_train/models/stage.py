@@ -7,6 +7,8 @@ forward_head(pre_logits), get_classifier/reset_classifier.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import torch
@@ -245,10 +247,10 @@ class FusedExport(nn.Module):
     The trunk (stem..layer2) and, when every stage's copy of the frozen
     backbone holds the same layer3, layer3 too, run once; each stage then
     runs its adapters, layer4 and head on the shared features. Ensemble
-    members are averaged; ``logit_shifts`` (stage -> log prior) applies the
-    prior correction of StageExport."""
+    members are averaged; ``logit_shifts`` (stage -> log prior) and
+    ``temperatures`` (stage -> T) apply the calibration of StageExport."""
 
-    def __init__(self, stages: dict, logit_shifts: dict | None = None):
+    def __init__(self, stages: dict, logit_shifts: dict | None = None, temperatures: dict | None = None):
         super().__init__()
         self.order = list(STAGE_ORDER)
         self.stage1 = stages[ROOT][0]
@@ -256,7 +258,8 @@ class FusedExport(nn.Module):
         self.share_layer3 = all(
             all(torch.equal(m.backbone.layer3.state_dict()[k], v) for k, v in ref.items())
             for s in self.order for m in stages[s])
-        self.heads = nn.ModuleDict({s: StageExport(list(stages[s]), (logit_shifts or {}).get(s))
+        self.heads = nn.ModuleDict({s: StageExport(list(stages[s]), (logit_shifts or {}).get(s),
+                                                   (temperatures or {}).get(s, 1.0))
                                     for s in self.order})
 
     def forward(self, x, side=None):
@@ -269,7 +272,8 @@ class StageExport(nn.Module):
     """<stage>.onnx: (features[, side]) -> softmax probs. An ensemble of k
     members (e.g. AB specialists) averages their probabilities."""
 
-    def __init__(self, members: Sequence[StageModel], logit_shift: Sequence[float] | None = None):
+    def __init__(self, members: Sequence[StageModel], logit_shift: Sequence[float] | None = None,
+                 temperature: float = 1.0):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.num_side = members[0].num_side
@@ -281,6 +285,12 @@ class StageExport(nn.Module):
         # assume.
         shift = torch.zeros(0) if logit_shift is None else torch.as_tensor(list(logit_shift), dtype=torch.float32)
         self.register_buffer("logit_shift", shift)
+        # Temperature scaling (calibration.py), before the prior shift: the
+        # balanced stage's likelihood ratios are softened or sharpened, then
+        # the prior is applied. T = 1 leaves the graph as it was.
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        self.inv_temperature = float(1.0 / temperature)
 
     def forward(self, features, side=None):
         return self.from_trunk(features, side, None)
@@ -292,6 +302,8 @@ class StageExport(nn.Module):
         for m in self.members:
             h = m.forward_deep(features) if h3 is None else m.forward_after_layer3(h3)
             logits = m.forward_head(h, side)
+            if self.inv_temperature != 1.0:
+                logits = logits * self.inv_temperature
             if self.logit_shift.numel():
                 logits = logits + self.logit_shift
             p = torch.softmax(logits, dim=1)
