@@ -121,7 +121,7 @@ class BlockDataset(torch.utils.data.Dataset):
                 raise DatasetError(f"{r}: split {split!r} is empty (no sequences)")
             cpu = dataset_cpu_used(r)
             dirs, partial = find_shards(r, seqs)
-            self.incomplete_shards += [str(p) for p in partial]
+            self.incomplete_shards += [p.name if len(self.roots) == 1 else f"{r}/{p.name}" for p in partial]
             self.shards += [Shard(p, cpu) for p in dirs]
             self.shard_sequence += [p.name.rsplit("__cq", 1)[0] for p in dirs]
         if "cpu_used" in spec.side_features and any(sh.cpu_used < 0 for sh in self.shards):

@@ -69,3 +69,39 @@ def test_incomplete_shards_are_skipped(tmp_path):
                                   incomplete_shard=True)
     ds = BlockDataset(root, "train", SPEC, None, require_all_classes=False)
     assert len(ds.shards) == 1 and ds.incomplete_shards == ["a__cq32"]
+
+
+def _with_preset(root, cpu_used):
+    import json
+    mp = root / "manifest.json"
+    m = json.loads(mp.read_text())
+    m["recipe"]["cpu_used"] = cpu_used
+    mp.write_text(json.dumps(m))
+    return root
+
+
+def test_several_datasets_one_per_preset(tmp_path):
+    a = _with_preset(make_synthetic_dataset(tmp_path / "p1", blocks_per_shard=64, seed=1), 1)
+    b = _with_preset(make_synthetic_dataset(tmp_path / "p3", blocks_per_shard=64, seed=2), 3)
+    spec = InputSpec.create(("y",), ("qindex", "cpu_used"))
+    one = BlockDataset(a, "train", spec, None)
+    both = BlockDataset(f"{a},{b}", "train", spec, None)
+    assert len(both) == len(one) + len(BlockDataset(b, "train", spec, None))
+    assert BlockDataset([str(a), str(b)], "train", spec, None).counts.tolist() == both.counts.tolist()
+    side = both.batch(np.arange(len(both)))["side"].numpy()
+    g = both.groups()
+    assert set(g["cpu_used"].tolist()) == {1, 3}
+    np.testing.assert_array_equal(side[:, 1], (g["cpu_used"] / 10.0).astype(np.float32))
+    assert len(g["sequence"]) == len(both) and g["intra"].dtype == bool
+    # a model that takes the preset needs datasets that state one
+    bare = make_synthetic_dataset(tmp_path / "bare", blocks_per_shard=64)
+    with pytest.raises(DatasetError, match="cpu_used"):
+        BlockDataset(bare, "train", spec, None)
+
+
+def test_build_side_cpu_used():
+    spec = InputSpec.create(("y",), ("cpu_used", "qindex"))
+    s = build_side(spec, np.array([0, 255]), np.array([0, 1]), np.array([0, 0]), 3)
+    np.testing.assert_array_equal(s, np.array([[0.3, 0.0], [0.3, 1.0]], np.float32))
+    with pytest.raises(ValueError, match="cpu_used"):
+        build_side(spec, np.array([0]), np.array([0]), np.array([0]))

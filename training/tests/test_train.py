@@ -145,6 +145,13 @@ def test_export_and_evaluate_from_checkpoints(tiny_hierarchy, synth_dataset, tmp
     assert len(g["blocks"]) == 48 + 16 and g["skip_runs"][0]["skipped_stage_runs"] > 0
     r = evaluate_bundle(str(tmp_path / "bundle"), str(synth_dataset), "test", 0.2)
     assert r["stage_run_fraction"]["stage1"] == 1.0 and r["stage_run_fraction"]["stage3_ab"] < 1.0
+    # the breakdown per test sequence, preset and key/inter adds up to the whole split
+    from av1part_train.loader import split_sequences
+    bd = r["breakdown"]
+    assert set(bd["sequence"]) == set(split_sequences(synth_dataset, "test"))
+    for key in ("sequence", "cpu_used", "frame"):
+        assert sum(v["n"] for v in bd[key].values()) == r["n"]
+    assert set(bd["frame"]) <= {"key", "inter"} and r["cascade"]["nll"] > 0
     # torch and the exported bundle agree block by block on the test split
     from av1part_train.loader import BlockDataset
     ref = ReferenceBundle(tmp_path / "bundle")
@@ -163,3 +170,30 @@ def test_resume_continues_from_last(tiny_hierarchy, synth_dataset, tmp_path):
     r = train_stage(TrainConfig(**base, **{**TINY, "epochs": 3, "resume": True}))
     assert [h["epoch"] for h in r["history"]] == [1, 2, 3]
     assert read_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["epoch"] == 3
+
+
+def test_calibrated_export_folds_temperature_and_prior_into_the_graph(tiny_hierarchy, synth_dataset, tmp_path):
+    from av1part_train.calibration import nll
+    from av1part_train.loader import BlockDataset
+    from av1part_train.pipeline import export_from_checkpoints
+    from av1part_train.reference import ReferenceBundle
+    ck = {s: tiny_hierarchy[s] for s in ("stage1", "stage2", "stage3_rect", "stage3_ab")}
+    m = export_from_checkpoints(ck, str(tmp_path / "cal"), "cal", str(synth_dataset), calibrate=True)
+    st = m["training"]["recipe"]["stages"]["stage1"]
+    cal = st["calibration"]
+    assert cal["temperature"] != 1.0 and cal["val_nll_after"] <= cal["val_nll_before"] + 1e-9
+    test = m["training"]["metrics"]["test"]
+    assert set(test["stage_nll"]) == set(ck) and all(v > 0 for v in test["stage_nll"].values())
+    ref = ReferenceBundle(tmp_path / "cal")
+    ds = BlockDataset(synth_dataset, "val", ref.spec, "stage1", require_all_classes=False)
+    b = ds.batch(np.arange(64))
+    models, _ = load_stage_models(ck["stage1"])
+    with torch.no_grad():
+        z = models[0](b["x"], b["side"]).numpy().astype(np.float64)
+    shift = np.log(np.asarray(m["stages"][0]["prior"])) if st["prior_correction"] else 0.0
+    want = np.exp(z / cal["temperature"] + shift)
+    want /= want.sum(1, keepdims=True)
+    got = ref.run_tensors(b["x"].numpy(), b["side"].numpy()).stage_probs["stage1"]
+    assert np.abs(got - want).max() < 1e-4
+    with pytest.raises(Exception, match="validation split"):
+        export_from_checkpoints(ck, str(tmp_path / "x"), "x", None, calibrate=True)
