@@ -204,3 +204,16 @@ def test_plugin_error_mid_encode_falls_back_and_is_counted(work, tmp_path):
     assert "frames_failed=" in r.stderr and "first error" in r.stderr
     stock, _ = encode(work, "errors-stock", stock_aomenc(), [])
     assert sha(ivf) == sha(stock)  # every frame fell back to the full (stock) search
+
+
+@pytest.mark.parametrize("cpu_used,preset", [(4, 3), (2, 1)])
+def test_the_encoder_states_its_preset_to_the_bundle(work, cpu_used, preset):
+    """onnx/test-preset lists presets [1, 3]: the fork's --cpu-used reaches the plugin, which
+    runs the nearest listed preset (the lower on a tie) and says so in the summary."""
+    d, _ = work
+    stats = d / f"stats-preset{cpu_used}.txt"
+    encode(work, f"preset{cpu_used}", fork_aomenc(),
+           [f"--cpu-used={cpu_used}", f"--av1part-model={REPO / 'onnx' / 'test-preset'}",
+            "--av1part-mode=prune", "--av1part-keep=3", f"--av1part-stats={stats}"])
+    s = read_stats_summary(stats)
+    assert s["bundle_preset"] == preset and s["frames_failed"] == 0, s
