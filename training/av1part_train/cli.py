@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 
 
@@ -94,6 +95,15 @@ def _cmd_evaluate(a):
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
+    return 0
+
+
+def _cmd_eval_report(a):
+    from .evalreport import main
+    text = main(a.results, a.title)
+    if a.out:
+        Path(a.out).write_text(text)
+    print(text)
     return 0
 
 
@@ -218,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-blocks", type=int)
     t.add_argument("--json")
     t.set_defaults(fn=_cmd_evaluate)
+
+    t = sub.add_parser("eval-report", help="markdown tables of evaluate --json results (per preset, key/inter, clip)")
+    t.add_argument("results", nargs="+")
+    t.add_argument("--title", action="append", help="one per result file")
+    t.add_argument("--out")
+    t.set_defaults(fn=_cmd_eval_report)
 
     t = sub.add_parser("experiments", help="reproduce the research notes' experiments -> markdown table")
     t.add_argument("--data", required=True)

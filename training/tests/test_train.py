@@ -197,3 +197,16 @@ def test_calibrated_export_folds_temperature_and_prior_into_the_graph(tiny_hiera
     assert np.abs(got - want).max() < 1e-4
     with pytest.raises(Exception, match="validation split"):
         export_from_checkpoints(ck, str(tmp_path / "x"), "x", None, calibrate=True)
+
+
+def test_eval_report_tables(tiny_hierarchy, synth_dataset, tmp_path):
+    from av1part_train.cli import main
+    from av1part_train.pipeline import export_from_checkpoints
+    ck = {s: tiny_hierarchy[s] for s in ("stage1", "stage2", "stage3_rect", "stage3_ab")}
+    export_from_checkpoints(ck, str(tmp_path / "b"), "b", None)
+    j = tmp_path / "e.json"
+    assert main(["evaluate", "--bundle", str(tmp_path / "b"), "--data", str(synth_dataset), "--json", str(j)]) == 0
+    out = tmp_path / "e.md"
+    assert main(["eval-report", str(j), "--title", "synthetic", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "### synthetic" in text and "| all |" in text and "| frames " in text and "| clip " in text
