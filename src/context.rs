@@ -288,7 +288,11 @@ impl Context {
         let preset = bundle.preset_for(cfg.cpu_used);
         if let (Some(want), Some(got)) = (cfg.cpu_used, preset) {
             if want != got {
-                tracing::info!(want, got, "bundle not trained for this cpu_used: nearest preset used");
+                tracing::info!(
+                    want,
+                    got,
+                    "bundle not trained for this cpu_used: nearest preset used"
+                );
             }
         }
         Ok(Context {

@@ -975,7 +975,8 @@ fn parse_presets(raw: Option<&[i64]>, side: &[SideFeature]) -> Result<Vec<u32>> 
     let list = raw.unwrap_or(&[]);
     if side.contains(&SideFeature::CpuUsed) && list.is_empty() {
         return Err(merr(
-            "missing or empty: a bundle that takes cpu_used lists the presets it was trained for".into(),
+            "missing or empty: a bundle that takes cpu_used lists the presets it was trained for"
+                .into(),
         ));
     }
     let mut out = Vec::with_capacity(list.len());
@@ -984,7 +985,9 @@ fn parse_presets(raw: Option<&[i64]>, side: &[SideFeature]) -> Result<Vec<u32>> 
             return Err(merr(format!("[{i}] = {p} is not a cpu_used in 0..=9")));
         }
         if out.last().is_some_and(|&last| p as u32 <= last) {
-            return Err(merr(format!("[{i}] = {p}: presets must be distinct and ascending")));
+            return Err(merr(format!(
+                "[{i}] = {p}: presets must be distinct and ascending"
+            )));
         }
         out.push(p as u32);
     }

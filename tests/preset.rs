@@ -46,15 +46,27 @@ fn the_stated_preset_or_the_nearest_listed_one_is_used() {
 
 #[test]
 fn the_preset_reaches_the_model() {
-    let (p1, p3, p2) = (predict(&ctx(Some(1))), predict(&ctx(Some(3))), predict(&ctx(Some(2))));
+    let (p1, p3, p2) = (
+        predict(&ctx(Some(1))),
+        predict(&ctx(Some(3))),
+        predict(&ctx(Some(2))),
+    );
     let differ = p1
         .iter()
         .zip(&p3)
         .filter(|(a, b)| a.probabilities != b.probabilities)
         .count();
-    assert!(differ > p1.len() / 2, "presets 1 and 3 gave the same probabilities on {} of {} blocks", p1.len() - differ, p1.len());
+    assert!(
+        differ > p1.len() / 2,
+        "presets 1 and 3 gave the same probabilities on {} of {} blocks",
+        p1.len() - differ,
+        p1.len()
+    );
     for (a, b) in p1.iter().zip(&p2) {
-        assert_eq!(a.probabilities, b.probabilities, "preset 2 runs as preset 1");
+        assert_eq!(
+            a.probabilities, b.probabilities,
+            "preset 2 runs as preset 1"
+        );
     }
 }
 
@@ -95,9 +107,15 @@ fn bad_preset_lists_are_model_load_errors() {
         match Context::new(&common::config(dir.path())) {
             Err(e @ Error::ModelLoad { .. }) => {
                 let s = e.to_string();
-                assert!(s.contains("input.presets") && s.contains(want), "{presets}: {s}");
+                assert!(
+                    s.contains("input.presets") && s.contains(want),
+                    "{presets}: {s}"
+                );
             }
-            other => panic!("{presets}: expected a model-load error, got {:?}", other.err()),
+            other => panic!(
+                "{presets}: expected a model-load error, got {:?}",
+                other.err()
+            ),
         }
     }
 }
