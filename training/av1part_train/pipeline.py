@@ -195,12 +195,15 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
         for s in STAGE_ORDER},
         "stage1_sha256": sha256_file(ckpts["stage1"]), "train_class_counts": {s: cks[s]["class_counts"] for s in STAGE_ORDER}}
     val_metrics = {s: {"macro_f1": cks[s]["metric"]} for s in STAGE_ORDER}
-    if "cpu_used" in spec.side_features:
-        if not data:
-            raise ExportError("a model that takes cpu_used needs --data (the presets it was trained for)")
+    if "cpu_used" in spec.side_features and not data:
+        raise ExportError("a model that takes cpu_used needs --data (the presets it was trained for)")
+    if data:
+        # the presets the labels came from: an input for a model that takes
+        # cpu_used, information (input.presets) for one bundle per preset
         from dataclasses import replace
         from .loader import dataset_cpu_used, dataset_roots
-        spec = replace(spec, presets=tuple(sorted({dataset_cpu_used(r) for r in dataset_roots(data)})))
+        presets = tuple(sorted({dataset_cpu_used(r) for r in dataset_roots(data)} - {-1}))
+        spec = replace(spec, presets=presets)
     blocks = synthetic_golden_blocks(48, 0)
     if data:
         recipe["dataset"] = _dataset_identity(data)

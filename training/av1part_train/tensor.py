@@ -71,7 +71,7 @@ class InputSpec:
                               "mean": list(self.mean), "std": list(self.std)},
             "side_features": list(self.side_features),
             "prev_y_when_absent": "copy_current",
-            **({"presets": list(self.presets)} if "cpu_used" in self.side_features else {}),
+            **({"presets": list(self.presets)} if self.presets or "cpu_used" in self.side_features else {}),
         }
 
     @classmethod
