@@ -336,12 +336,14 @@ def catalog_inputs(names: str, frames: int, crop: str):
     for n in chosen:
         c = CLIPS[n]
         box = centre_crop(c, crop)
-        p = prepare_clip(n, frames, box)
+        # shorter clips give what they have (at least 30 frames each)
+        k = min(frames, c.frames - c.start) if c.frames else frames
+        p = prepare_clip(n, k, box)
         paths.append(str(p))
         splits[c.split].append(n)
         sources.append({"clip": n, "content": c.content, "registry": c.registry, "package": c.package,
                         "version": c.version, "archive": c.archive, "archive_sha256": c.archive_sha256,
                         "member": c.member, "sha256": c.sha256, "licence": c.licence,
                         "source_size": list(c.size), "crop": list(box), "start_frame": c.start,
-                        "frames": frames, "y4m_sha256": sha256_file(p), "split": c.split})
+                        "frames": k, "y4m_sha256": sha256_file(p), "split": c.split})
     return chosen, paths, sources, splits

@@ -20,7 +20,9 @@ def test_cli_pipeline(tmp_path, capsys):
     ev = json.loads((tmp_path / "eval.json").read_text())
     assert [e["skip_below"] for e in ev] == [0.0, 0.1]
     # re-export from the run root gives the same ONNX files
-    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2")]) == 0
+    # train-all exports calibrated on the dataset: so does this
+    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2"),
+                 "--data", str(data), "--calibrate"]) == 0
     m2 = json.loads((tmp_path / "bundle2" / "manifest.json").read_text())
     assert [s["sha256"] for s in m2["stages"]] == [s["sha256"] for s in m["stages"]]
     assert main(["experiments", "--data", str(data), "--out", str(tmp_path / "exp"), "--budget", "tiny",
@@ -53,7 +55,9 @@ def test_cli_pipeline_blocknet_fused(tmp_path):
     assert [s["output"]["name"] for s in m["stages"]] == ["stage1", "stage2", "stage3_rect", "stage3_ab"]
     assert m["training"]["recipe"]["shared_layer3"] is True
     assert "test" in m["training"]["metrics"]
-    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2")]) == 0
+    # train-all exports calibrated on the dataset: so does this
+    assert main(["export", "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "bundle2"),
+                 "--data", str(data), "--calibrate"]) == 0
     m2 = json.loads((tmp_path / "bundle2" / "manifest.json").read_text())
     assert m2["graph"]["sha256"] == m["graph"]["sha256"]
 

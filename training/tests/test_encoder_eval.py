@@ -65,7 +65,7 @@ def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     'off' stream is stock's, every stream conforms and the oracle finds stock's partitions."""
     if not fork_aomenc().exists():
         pytest.fail(f"{fork_aomenc()} missing: the set-up builds it")
-    clip = T.crop_y4m(carphone_y4m, str(tmp_path / "carphone.y4m"), 160, 112, 4)
+    clip = T.crop_y4m(carphone_y4m, str(tmp_path / "owncp.y4m"), 160, 112, 4)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "av1part_train.encoder_eval", "--y4m", clip, "--frames", "4", "--preset", "6",
            "--presets", "5,6", "--configs", "prune:0.05,force,oracle,off", "--reps", "1", "--out", str(out)]
@@ -74,15 +74,15 @@ def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     s = json.loads((out / "encoder-eval.json").read_text())
     rows = {(x["clip"], x["config"]): x for x in s["rows"]}
     for cfg in ["stock:5", "stock:6", "prune:0.05", "force", "oracle", "off"]:
-        row = rows[("carphone", cfg)]
+        row = rows[("owncp", cfg)]
         assert row["conformance"] is True
         assert row["bd_psnr_yuv"] is not None and row["match_16x16"] is not None
-    assert rows[("carphone", "off")]["identical_streams"] is True
-    assert rows[("carphone", "stock:6")]["bd_psnr_yuv"] == pytest.approx(0.0, abs=1e-9)
-    assert rows[("carphone", "oracle")]["match_16x16"] > 0.9
-    assert rows[("carphone", "oracle")]["oracle_mismatch"] == 0
+    assert rows[("owncp", "off")]["identical_streams"] is True
+    assert rows[("owncp", "stock:6")]["bd_psnr_yuv"] == pytest.approx(0.0, abs=1e-9)
+    assert rows[("owncp", "oracle")]["match_16x16"] > 0.9
+    assert rows[("owncp", "oracle")]["oracle_mismatch"] == 0
     assert (out / "encoder-eval.png").stat().st_size > 1000
-    assert "| carphone | prune:0.05 |" in (out / "encoder-eval.md").read_text()
+    assert "| owncp | prune:0.05 |" in (out / "encoder-eval.md").read_text()
     # A second run resumes: every encode is taken from the work directory.
     r2 = subprocess.run(cmd, capture_output=True, text=True)
     assert r2.returncode == 0 and r2.stderr.count("cached") == 24, r2.stderr[-1500:]

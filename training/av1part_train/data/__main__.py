@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     b.add_argument("--catalog", metavar="NAMES",
                    help="use the registry clips of av1part_train/clips.py ('all' or comma-separated names) "
                         "instead of input files; their catalog splits (by clip) become the recipe's splits")
-    b.add_argument("--catalog-frames", type=int, default=30, help="frames per catalog clip (default 30)")
+    b.add_argument("--catalog-frames", type=int, default=30, help="frames per catalog clip, at most (default 30; shorter clips give all theirs)")
     b.add_argument("--crop", default="384x224",
                    help="catalog clips: WxH crop at the centre of the clip (default 384x224; 'full': none)")
 
