@@ -8,7 +8,7 @@ from av1part_train.data.errors import DataError
 def test_catalog_entries_are_pinned_and_split_by_clip():
     assert len(CLIPS) >= 20
     for c in CLIPS.values():
-        assert len(c.archive_sha256) == 64 and len(c.sha256) == 64, c.name
+        assert len(c.archive.sha256) == 64 and len(c.sha256) == 64, c.name
         assert c.split in ("train", "val", "test") and c.licence and c.content
         w, h, x, y = c.crop
         assert x + w <= c.size[0] and y + h <= c.size[1], c.name
