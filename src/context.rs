@@ -192,6 +192,9 @@ impl Context {
                 cfg.intra_op_threads
             )));
         }
+        if let Some(c) = cfg.cpu_used.filter(|&c| c > 9) {
+            return Err(Error::invalid(format!("cpu_used {c} is not in 0..=9")));
+        }
         let bundle = Arc::new(Bundle::load(&cfg.model_dir)?);
         let runtime = runtime::get(cfg.ort_library.as_deref())?;
         let intra_threads = cfg.intra_op_threads.max(1);
@@ -282,9 +285,6 @@ impl Context {
             })
             .collect();
         tracing::info!(bundle = %bundle.name, ?provider, "av1part context ready");
-        if let Some(c) = cfg.cpu_used.filter(|&c| c > 9) {
-            return Err(Error::invalid(format!("cpu_used {c} is not in 0..=9")));
-        }
         let preset = bundle.preset_for(cfg.cpu_used);
         if let (Some(want), Some(got)) = (cfg.cpu_used, preset) {
             if want != got {
