@@ -69,7 +69,8 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
     out = {"split": split, "n": len(ds), "skip_below": skip_below if skip_below is not None else
            ref.manifest["cascade"]["skip_below"]}
     prior_p = prior_leaf_distribution(ref.manifest)
-    out.update(_block_metrics(ref.manifest, res, ds.labels10, prior_p, full=True))
+    greedy = greedy_partitions(ref.manifest, res.stage_probs)  # a Python loop: once, subsets index it
+    out.update(_block_metrics(ref.manifest, res, ds.labels10, prior_p, greedy, full=True))
     # the same, per test clip (sequence), per encoder preset and key vs inter frames
     g = ds.groups()
     breakdown = {}
@@ -78,12 +79,14 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
         breakdown[key] = {}
         for v in sorted(set(vals.tolist()), key=str):
             m = vals == v
-            breakdown[key][str(v)] = _block_metrics(ref.manifest, res.subset(m), ds.labels10[m], prior_p)
+            breakdown[key][str(v)] = _block_metrics(ref.manifest, res.subset(m), ds.labels10[m], prior_p,
+                                                    greedy[m])
     out["breakdown"] = breakdown
     return out
 
 
-def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarray, full: bool = False) -> dict:
+def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarray, greedy: np.ndarray,
+                   full: bool = False) -> dict:
     """Every figure the bundle is judged by, on one set of blocks: per-stage
     macro F1, ECE and NLL (blocks that reach the stage by their true label),
     the ten probabilities' ECE and NLL, flat and greedy 10-way, top-k recall
@@ -104,8 +107,7 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
             m["nll"] = _nll(res.stage_probs[s][sel], t[sel])
             m["n"] = int(sel.sum())
             per_stage[s] = m if full else {k: m[k] for k in ("macro_f1", "accuracy", "ece", "nll", "n")}
-    g = greedy_partitions(manifest, res.stage_probs)
-    gm = prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), g, 10), PARTITION_NAMES)
+    gm = prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), greedy, 10), PARTITION_NAMES)
     out = {"n": int(n),
            "cascade": casc if full else {k: casc[k] for k in ("accuracy", "macro_f1", "ece", "nll")},
            "stages": per_stage,
