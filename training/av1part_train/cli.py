@@ -107,6 +107,12 @@ def _cmd_eval_report(a):
     return 0
 
 
+def _cmd_eval_seeds(a):
+    from .evalreport import seed_table
+    print(seed_table(a.a, a.b, a.preset, (a.name_a, a.name_b)))
+    return 0
+
+
 def _cmd_sizes(a):
     from .plots import plot_sizes
     rows = []
@@ -234,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--title", action="append", help="one per result file")
     t.add_argument("--out")
     t.set_defaults(fn=_cmd_eval_report)
+
+    t = sub.add_parser("eval-seeds", help="mean ± sd over seeds of two recipes and their paired difference")
+    t.add_argument("--a", nargs="+", required=True, help="evaluate --json files of recipe A, in seed order")
+    t.add_argument("--b", nargs="+", required=True, help="the same seeds of recipe B")
+    t.add_argument("--preset", help="use each file's breakdown for this cpu_used")
+    t.add_argument("--name-a", default="A")
+    t.add_argument("--name-b", default="B")
+    t.set_defaults(fn=_cmd_eval_seeds)
 
     t = sub.add_parser("experiments", help="reproduce the research notes' experiments -> markdown table")
     t.add_argument("--data", required=True)

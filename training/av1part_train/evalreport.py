@@ -40,3 +40,35 @@ def main(paths: list[str], titles: list[str] | None = None) -> str:
         r = r[0] if isinstance(r, list) else r
         parts.append(tables(r, (titles or [None] * len(paths))[i] or Path(p).stem))
     return "\n".join(parts)
+
+
+SEED_KEYS = ("S1", "S2", "RECT", "AB", "greedy", "top2", "top3", "ECE", "NLL")
+
+
+def _seed_metrics(path: str, preset: str | None) -> dict:
+    r = json.loads(Path(path).read_text())
+    r = r[0] if isinstance(r, list) else r
+    m = r["breakdown"]["cpu_used"][preset] if preset is not None else r
+    s = m["stages"]
+    return {"S1": s["stage1"]["macro_f1"], "S2": s["stage2"]["macro_f1"], "RECT": s["stage3_rect"]["macro_f1"],
+            "AB": s["stage3_ab"]["macro_f1"], "greedy": m["policies"]["greedy"]["macro_f1"],
+            "top2": m["topk_recall"]["2"], "top3": m["topk_recall"]["3"], "ECE": m["cascade"]["ece"],
+            "NLL": m["cascade"]["nll"]}
+
+
+def seed_table(a: list[str], b: list[str], preset: str | None, names=("A", "B")) -> str:
+    """Mean ± sd over seeds of two recipes (files in seed order, paired), and
+    the paired difference B − A with how many seeds it is positive in. With
+    ``preset``, each file's breakdown for that cpu_used is used."""
+    import statistics as st
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("give the same number (>= 2) of result files for both recipes, in seed order")
+    ra, rb = [_seed_metrics(p, preset) for p in a], [_seed_metrics(p, preset) for p in b]
+    out = ["| recipe | " + " | ".join(SEED_KEYS) + " |", "|---|" + "---:|" * len(SEED_KEYS)]
+    for name, r in zip(names, (ra, rb)):
+        out.append(f"| {name} | " + " | ".join(f"{st.mean(x[k] for x in r):.3f} ± {st.stdev(x[k] for x in r):.3f}"
+                                             for k in SEED_KEYS) + " |")
+    diffs = [[y[k] - x[k] for x, y in zip(ra, rb)] for k in SEED_KEYS]
+    out.append(f"| {names[1]} − {names[0]} (paired) | " + " | ".join(
+        f"{st.mean(d):+.3f} ({sum(v > 0 for v in d)}/{len(d)} >0)" for d in diffs) + " |")
+    return "\n".join(out) + "\n"

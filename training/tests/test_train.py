@@ -210,3 +210,21 @@ def test_eval_report_tables(tiny_hierarchy, synth_dataset, tmp_path):
     assert main(["eval-report", str(j), "--title", "synthetic", "--out", str(out)]) == 0
     text = out.read_text()
     assert "### synthetic" in text and "| all |" in text and "| frames " in text and "| clip " in text
+
+
+def test_eval_seeds_pairs_the_seeds(tmp_path):
+    from av1part_train.evalreport import seed_table
+
+    def res(path, f1, nll):
+        st = {s: {"macro_f1": f1} for s in ("stage1", "stage2", "stage3_rect", "stage3_ab")}
+        m = {"stages": st, "policies": {"greedy": {"macro_f1": f1}}, "topk_recall": {"2": f1, "3": f1},
+             "cascade": {"ece": 0.1, "nll": nll}}
+        path.write_text(json.dumps([{**m, "breakdown": {"cpu_used": {"3": m}}}]))
+        return str(path)
+    a = [res(tmp_path / f"a{i}.json", 0.5 + i / 100, 1.0) for i in range(3)]
+    b = [res(tmp_path / f"b{i}.json", 0.52 + i / 100, 0.9) for i in range(3)]
+    t = seed_table(a, b, "3")
+    assert "| A | 0.510 ± 0.010 |" in t and "| B − A (paired) | +0.020 (3/3 >0) |" in t
+    assert "-0.100 (0/3 >0) |" in t
+    with pytest.raises(ValueError):
+        seed_table(a, b[:2], "3")
