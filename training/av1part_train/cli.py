@@ -147,12 +147,14 @@ def _cmd_quantize(a):
 
 
 def _cmd_experiments(a):
-    from .experiments import rescore, run_experiments
-    if a.rescore:
-        rescore(a.out, a.data)
+    from .experiments import rerender, run_experiments
+    if a.render:
+        print(rerender(a.out))
         return 0
-    run_experiments(a.data, a.out, budget=a.budget, epochs=a.epochs, max_steps=a.max_steps, only=a.only,
-                    threads=a.threads)
+    if not a.data:
+        raise SystemExit("error: experiments needs --data (or --render)")
+    run_experiments(a.data, a.out, budget=a.budget, seeds=a.seeds, epochs=a.epochs, max_steps=a.max_steps,
+                    only=a.only, threads=a.threads)
     return 0
 
 
@@ -249,15 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name-b", default="B")
     t.set_defaults(fn=_cmd_eval_seeds)
 
-    t = sub.add_parser("experiments", help="reproduce the research notes' experiments -> markdown table")
-    t.add_argument("--data", required=True)
+    t = sub.add_parser("experiments", help="the research notes' experiments, seeds paired -> markdown table")
+    t.add_argument("--data")
     t.add_argument("--out", default="runs/experiments")
     t.add_argument("--budget", choices=["tiny", "small", "full"], default="small")
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int, help="steps per epoch")
     t.add_argument("--only", nargs="*", help="run only these experiment ids")
     t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--rescore", action="store_true", help="only recompute the test columns of finished rows")
+    t.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                   help="seeds to run (each its own Stage 1); processes may split the seeds of one --out")
+    t.add_argument("--render", action="store_true", help="only write results.md from the finished runs")
     t.set_defaults(fn=_cmd_experiments)
 
     t = sub.add_parser("sizes", help="plot macro F1 per stage and top-k recall against us per block")

@@ -52,6 +52,7 @@ class TrainConfig:
     gamma_pos: float = 2.0
     gamma_neg: float = 4.0
     smoothing: float = 0.1
+    class_weights: str = "auto"         # auto (only cb_focal weighted) | cb (every loss, beta) | none
     # optimisation
     epochs: int = 30
     max_steps_per_epoch: Optional[int] = None

@@ -111,7 +111,8 @@ def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor,
                                                            patience=cfg.plateau_patience)
     criterion = create_loss(cfg.loss, train_ds.counts, gamma=cfg.gamma, beta=cfg.beta, epsilon=cfg.poly_epsilon,
-                            gamma_pos=cfg.gamma_pos, gamma_neg=cfg.gamma_neg, smoothing=cfg.smoothing).to(info.device)
+                            gamma_pos=cfg.gamma_pos, gamma_neg=cfg.gamma_neg, smoothing=cfg.smoothing,
+                            class_weights=cfg.class_weights).to(info.device)
     loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, balanced=cfg.balanced_sampling,
                          rank=info.rank, world_size=info.world_size, num_workers=cfg.num_workers,
                          drop_last=info.enabled)

@@ -25,10 +25,21 @@ def test_cli_pipeline(tmp_path, capsys):
                  "--data", str(data), "--calibrate"]) == 0
     m2 = json.loads((tmp_path / "bundle2" / "manifest.json").read_text())
     assert [s["sha256"] for s in m2["stages"]] == [s["sha256"] for s in m["stages"]]
-    assert main(["experiments", "--data", str(data), "--out", str(tmp_path / "exp"), "--budget", "tiny",
-                 "--epochs", "1", "--max-steps", "2", "--only", "conv_g4", "frozen_head", "--threads", "1"]) == 0
-    md = (tmp_path / "exp" / "results.md").read_text()
-    assert "| conv_g4 |" in md and "| frozen_head |" in md and "| stage1_base |" in md
+    exp = tmp_path / "exp"
+    args = ["experiments", "--data", str(data), "--out", str(exp), "--budget", "tiny", "--epochs", "1",
+            "--max-steps", "2", "--only", "conv_g4", "frozen_head", "--threads", "1"]
+    # two processes may share one --out, one seed each
+    assert main(args + ["--seeds", "1"]) == 0
+    assert main(args + ["--seeds", "2"]) == 0
+    assert sorted(p.parent.name for p in exp.glob("frozen_head/seed*/result.json")) == ["seed1", "seed2"]
+    md = (exp / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| frozen_head |"))
+    assert "| conv_g4 | 2 |" in row and "/2 >0)" in row  # paired against the reference over both seeds
+    assert "| stage1 |" in md and "| conv_g4 |" in md
+    # resumes: finished runs are not trained again
+    before = (exp / "conv_g4" / "seed1" / "result.json").stat().st_mtime_ns
+    assert main(args + ["--seeds", "1"]) == 0
+    assert (exp / "conv_g4" / "seed1" / "result.json").stat().st_mtime_ns == before
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):

@@ -60,3 +60,21 @@ def test_batch_mean_and_factory():
         assert torch.isfinite(v)
     with pytest.raises(ValueError, match="unknown loss"):
         create_loss("dice", [1, 1])
+
+
+def test_class_weights_are_one_choice_for_every_loss():
+    """class_weights='cb' multiplies each loss's per-sample term by w_t (and
+    'none' leaves every loss unweighted, cb_focal included), so a loss row
+    of the ablation changes the loss alone."""
+    counts, beta = [1, 3], 0.5
+    w1 = class_balanced_weights(counts, beta)[1].item()  # target class 1
+    for name in ("ce", "cb_focal", "poly1", "asymmetric", "focal_ls"):
+        plain = create_loss(name, counts, beta=beta, class_weights="none")(LOGITS, T).item()
+        weighted = create_loss(name, counts, beta=beta, class_weights="cb")(LOGITS, T).item()
+        assert weighted == pytest.approx(w1 * plain, rel=1e-6), name
+    # "auto" keeps the historical recipes: cb_focal weighted, the others not
+    assert create_loss("cb_focal", counts, beta=beta)(LOGITS, T).item() == pytest.approx(w1 * 0.0625 * L43, rel=1e-6)
+    assert create_loss("ce", counts, beta=beta)(LOGITS, T).item() == pytest.approx(L43, rel=1e-6)
+    assert create_loss("cb_focal", counts, class_weights="none")(LOGITS, T).item() == pytest.approx(0.0625 * L43, rel=1e-6)
+    with pytest.raises(ValueError, match="class_weights"):
+        create_loss("ce", counts, class_weights="inverse")
