@@ -11,6 +11,7 @@ use crate::policy::{self, Policy};
 use crate::preprocess::{frame_block_count, Block, BlockSource, Frame, TensorLayout};
 use crate::runtime::{self, Runtime};
 use crate::session::{Ep, Models, Pool, SessionSettings, Worker};
+use crate::shared_weights::SharedWeights;
 use crate::{Prediction, DEFAULT_DECISION_GRID, MAX_DECISION_GRID, NUM_PARTITIONS};
 
 /// Which execution provider to ask for.
@@ -155,6 +156,7 @@ pub struct Context {
     max_sessions: usize,
     frame_threads: usize,
     stages: Vec<StageInfo>,
+    shared_weights: usize,
 }
 
 impl std::fmt::Debug for Context {
@@ -199,6 +201,12 @@ impl Context {
         let runtime = runtime::get(cfg.ort_library.as_deref())?;
         let intra_threads = cfg.intra_op_threads.max(1);
         let prepacked = ort::session::builder::PrepackedWeights::new();
+        // A context that can only ever have one worker has nothing to share
+        // its weights with: its session keeps its own copy, as before.
+        let weights = Arc::new(match cfg.max_sessions {
+            1 => SharedWeights::default(),
+            _ => SharedWeights::load(&bundle),
+        });
         // Every session of the context: same threads, optimisation and
         // pre-packed weight container; only the provider varies.
         let settings_for = |ep| SessionSettings {
@@ -206,6 +214,7 @@ impl Context {
             intra_threads,
             optimization: cfg.graph_optimization,
             prepacked: prepacked.clone(),
+            weights: Arc::clone(&weights),
         };
 
         let mut provider_note = String::new();
@@ -313,6 +322,7 @@ impl Context {
                 cfg.frame_threads
             },
             stages,
+            shared_weights: weights.count(),
         })
     }
 
@@ -593,5 +603,11 @@ impl Context {
     /// Sessions per model created so far.
     pub fn sessions_created(&self) -> usize {
         self.pool.created()
+    }
+
+    /// Weight tensors held once for all of the context's sessions (0 when
+    /// `max_sessions` is 1: the one session keeps its own).
+    pub fn shared_weight_tensors(&self) -> usize {
+        self.shared_weights
     }
 }

@@ -26,6 +26,7 @@ mod policy;
 mod preprocess;
 mod runtime;
 mod session;
+mod shared_weights;
 
 #[cfg(feature = "capi")]
 pub mod capi;

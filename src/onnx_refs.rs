@@ -168,6 +168,190 @@ pub(crate) fn external_data_files(bytes: &[u8]) -> Result<BTreeSet<String>, Stri
     Ok(out)
 }
 
+/// Where an initializer's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InitializerBytes {
+    /// `raw_data` inside the model: this byte range of the model bytes.
+    Inline { start: usize, len: usize },
+    /// External data: `length` bytes (None: to the end) at `offset` of `location`.
+    External {
+        location: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+}
+
+/// A graph initializer whose bytes are raw little-endian data (inline
+/// `raw_data` or external), the only kind [`graph_initializers`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawInitializer {
+    pub name: String,
+    pub dims: Vec<i64>,
+    /// ONNX `TensorProto.DataType` (1 = float, 7 = int64, ...).
+    pub data_type: i32,
+    pub bytes: InitializerBytes,
+}
+
+/// One `TensorProto`, the fields an initializer needs.
+fn read_tensor(buf: &[u8], base: usize) -> Result<Option<RawInitializer>, String> {
+    let mut r = Reader { buf, pos: 0 };
+    let (mut name, mut dims, mut data_type) = (None, Vec::new(), 0i32);
+    let (mut raw, mut external, mut entries) = (None, false, Vec::new());
+    let mut typed = false;
+    while r.pos < buf.len() {
+        let tag = r.varint()?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        match wire {
+            0 => {
+                let v = r.varint()?;
+                match field {
+                    1 => dims.push(v as i64),
+                    2 => data_type = i32::try_from(v).map_err(|_| "data_type overflows")?,
+                    14 => external = v == 1,
+                    _ => typed |= (4..=7).contains(&field) || field == 10 || field == 11,
+                }
+            }
+            1 => {
+                r.bytes(8)?;
+                typed = true;
+            }
+            5 => {
+                r.bytes(4)?;
+                typed = true;
+            }
+            2 => {
+                let len = r.varint()?;
+                let start = r.pos;
+                let body = r.bytes(len)?;
+                match field {
+                    1 => {
+                        let mut p = Reader { buf: body, pos: 0 };
+                        while p.pos < body.len() {
+                            dims.push(p.varint()? as i64);
+                        }
+                    }
+                    8 => name = Some(String::from_utf8_lossy(body).into_owned()),
+                    9 => raw = Some((base + start, body.len())),
+                    13 => {
+                        let mut e = Reader { buf: body, pos: 0 };
+                        let (mut k, mut v) = (String::new(), String::new());
+                        while e.pos < body.len() {
+                            let t = e.varint()?;
+                            if t & 7 != 2 {
+                                return Err("external_data entry is not two strings".into());
+                            }
+                            let n = e.varint()?;
+                            let s = String::from_utf8_lossy(e.bytes(n)?).into_owned();
+                            if t >> 3 == 1 {
+                                k = s;
+                            } else if t >> 3 == 2 {
+                                v = s;
+                            }
+                        }
+                        entries.push((k, v));
+                    }
+                    4..=7 | 10 | 11 => typed = true,
+                    _ => {}
+                }
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        }
+    }
+    let Some(name) = name else { return Ok(None) };
+    let find = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let bytes = if external {
+        let location = find("location").ok_or("a tensor stored externally has no `location`")?;
+        let num = |key: &str| -> Result<Option<u64>, String> {
+            find(key)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| format!("external data `{key}` {v:?} is not a number"))
+                })
+                .transpose()
+        };
+        InitializerBytes::External {
+            location,
+            offset: num("offset")?.unwrap_or(0),
+            length: num("length")?,
+        }
+    } else {
+        match raw {
+            Some((start, len)) if !typed => InitializerBytes::Inline { start, len },
+            _ => return Ok(None),
+        }
+    };
+    Ok(Some(RawInitializer {
+        name,
+        dims,
+        data_type,
+        bytes,
+    }))
+}
+
+/// The initializers of the model's main graph whose bytes are raw data
+/// (inline `raw_data`, or external). Tensors given in the typed fields
+/// (`float_data`, ...) are left out: ONNX Runtime reads those itself.
+pub(crate) fn graph_initializers(bytes: &[u8]) -> Result<Vec<RawInitializer>, String> {
+    let mut out = Vec::new();
+    let mut model = Reader { buf: bytes, pos: 0 };
+    while model.pos < bytes.len() {
+        let tag = model.varint()?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        match wire {
+            0 => {
+                model.varint()?;
+            }
+            1 => {
+                model.bytes(8)?;
+            }
+            5 => {
+                model.bytes(4)?;
+            }
+            2 => {
+                let len = model.varint()?;
+                let gstart = model.pos;
+                let body = model.bytes(len)?;
+                if field != 7 {
+                    continue;
+                }
+                let mut g = Reader { buf: body, pos: 0 };
+                while g.pos < body.len() {
+                    let t = g.varint()?;
+                    match t & 7 {
+                        0 => {
+                            g.varint()?;
+                        }
+                        1 => {
+                            g.bytes(8)?;
+                        }
+                        5 => {
+                            g.bytes(4)?;
+                        }
+                        2 => {
+                            let n = g.varint()?;
+                            let tstart = gstart + g.pos;
+                            let tb = g.bytes(n)?;
+                            if t >> 3 == 5 {
+                                if let Some(init) = read_tensor(tb, tstart)? {
+                                    out.push(init);
+                                }
+                            }
+                        }
+                        w => return Err(format!("unsupported wire type {w}")),
+                    }
+                }
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +408,85 @@ mod tests {
         graph.extend(field(1, &field(5, &attr)));
         let got = external_data_files(&field(7, &graph)).unwrap();
         assert_eq!(got.into_iter().collect::<Vec<_>>(), vec!["d.data"]);
+    }
+
+    fn varint_field(num: u64, v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for x in [(num << 3), v] {
+            let mut x = x;
+            loop {
+                let b = (x & 0x7f) as u8;
+                x >>= 7;
+                if x == 0 {
+                    out.push(b);
+                    break;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn graph_initializers_inline_external_and_typed() {
+        // w: float [2, 3] in raw_data (dims unpacked); e: external at offset 8;
+        // t: float_data (typed) is left to ONNX Runtime.
+        let raw: Vec<u8> = (0..24).collect();
+        let mut w = varint_field(1, 2);
+        w.extend(varint_field(1, 3));
+        w.extend(varint_field(2, 1));
+        w.extend(field(8, b"w"));
+        w.extend(field(9, &raw));
+        let mut e = field(1, &[4]); // packed dims [4]
+        e.extend(varint_field(2, 7));
+        e.extend(field(8, b"e"));
+        for (k, v) in [("location", "x.data"), ("offset", "8"), ("length", "32")] {
+            let mut entry = field(1, k.as_bytes());
+            entry.extend(field(2, v.as_bytes()));
+            e.extend(field(13, &entry));
+        }
+        e.extend(varint_field(14, 1));
+        let mut t = field(8, b"t");
+        t.extend(varint_field(2, 1));
+        t.extend(field(4, &[0, 0, 128, 63]));
+        let mut graph = field(5, &w);
+        graph.extend(field(5, &e));
+        graph.extend(field(5, &t));
+        let model = field(7, &graph);
+        let got = graph_initializers(&model).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].name.as_str(), &got[0].dims[..], got[0].data_type),
+            ("w", &[2i64, 3][..], 1)
+        );
+        let InitializerBytes::Inline { start, len } = got[0].bytes else {
+            panic!("w is inline: {got:?}")
+        };
+        assert_eq!(&model[start..start + len], &raw[..]);
+        assert_eq!(
+            (got[1].name.as_str(), &got[1].dims[..], got[1].data_type),
+            ("e", &[4i64][..], 7)
+        );
+        assert_eq!(
+            got[1].bytes,
+            InitializerBytes::External {
+                location: "x.data".into(),
+                offset: 8,
+                length: Some(32)
+            }
+        );
+        // malformed: an external tensor without a location, a bad offset
+        let mut bad = field(8, b"b");
+        bad.extend(varint_field(14, 1));
+        assert!(graph_initializers(&field(7, &field(5, &bad))).is_err());
+        let mut entry = field(1, b"location");
+        entry.extend(field(2, b"x"));
+        bad.extend(field(13, &entry));
+        let mut off = field(1, b"offset");
+        off.extend(field(2, b"-1"));
+        bad.extend(field(13, &off));
+        assert!(graph_initializers(&field(7, &field(5, &bad))).is_err());
+        assert!(graph_initializers(&[0x3a, 0x05, 0x01]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! pays for one.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ort::ep;
 use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
@@ -20,6 +20,7 @@ use crate::context::GraphOptimization;
 use crate::error::{Error, Result};
 use crate::manifest::{Bundle, ModelFile, Source, TensorDecl};
 use crate::runtime::Runtime;
+use crate::shared_weights::SharedWeights;
 
 /// The execution provider a session is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub(crate) struct SessionSettings {
     /// One container per context: ONNX Runtime keeps the pre-packed (GEMM
     /// layout) copy of each weight once, shared by every worker's session.
     pub prepacked: PrepackedWeights,
+    /// One copy per context of every model's initializers, handed to each
+    /// session instead of the session deserialising its own.
+    pub weights: Arc<SharedWeights>,
 }
 
 /// Builds one session from the model's verified bytes, its external data
@@ -51,6 +55,7 @@ pub(crate) struct SessionSettings {
 fn build_session(
     rt: &Runtime,
     bundle: &Bundle,
+    file: &str,
     model: &ModelFile,
     s: &SessionSettings,
 ) -> std::result::Result<Session, String> {
@@ -97,6 +102,11 @@ fn build_session(
             .with_external_initializer_file_in_memory(name, blob.0.clone())
             .map_err(|e| format!("external data `{name}`: {e}"))?;
     }
+    for (name, value) in s.weights.for_file(file) {
+        b = b
+            .with_initializer(name, Arc::clone(value))
+            .map_err(|e| format!("initializer `{name}`: {e}"))?;
+    }
     b.commit_from_memory(&bytes.0).map_err(|e| e.to_string())
 }
 
@@ -110,7 +120,7 @@ fn open_session(
     model: &ModelFile,
     s: &SessionSettings,
 ) -> Result<Session> {
-    build_session(rt, bundle, model, s).map_err(|e| match s.ep {
+    build_session(rt, bundle, file, model, s).map_err(|e| match s.ep {
         Ep::Cpu => Error::model(file, "(onnx)", e),
         Ep::Cuda(_) => Error::ProviderUnavailable(format!("{file}: {e}")),
     })

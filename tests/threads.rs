@@ -106,3 +106,49 @@ fn errors_name_the_block_across_chunks() {
     assert_eq!(e.status(), av1part::Status::InvalidArgument);
     assert!(e.to_string().contains("block 290:"), "{e}");
 }
+
+#[test]
+fn weights_shared_by_the_sessions_change_no_result() {
+    // A context with several sessions hands them one copy of the weights
+    // (AddInitializer); one with max_sessions = 1 lets its session keep its
+    // own. Both must give the same predictions, bit for bit, for external
+    // data (test-tiny), inline weights (test-fused) and the shipped `fast`.
+    let owned = common::random_blocks(64, 11);
+    let blocks: Vec<_> = owned.iter().map(|b| b.block()).collect();
+    for dir in [
+        common::tiny(),
+        common::root().join("onnx/test-fused"),
+        common::root().join("onnx/fast"),
+    ] {
+        let mut results = Vec::new();
+        for max_sessions in [1usize, 4] {
+            let mut cfg = common::config(&dir);
+            cfg.max_sessions = max_sessions;
+            cfg.skip_below = Some(0.0);
+            let ctx = Context::new(&cfg).unwrap();
+            if max_sessions == 1 {
+                assert_eq!(ctx.shared_weight_tensors(), 0);
+            } else {
+                assert!(
+                    ctx.shared_weight_tensors() > 0,
+                    "{}: nothing shared",
+                    dir.display()
+                );
+            }
+            let mut out = vec![Prediction::default(); blocks.len()];
+            ctx.predict_blocks(&blocks, &mut out).unwrap();
+            results.push(out);
+        }
+        for (i, (a, b)) in results[0].iter().zip(&results[1]).enumerate() {
+            assert_eq!(a.partition, b.partition, "{} block {i}", dir.display());
+            let bits = |p: &Prediction| -> Vec<u32> {
+                p.probabilities
+                    .iter()
+                    .chain(p.stage_probabilities.iter().flatten())
+                    .map(|f| f.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(a), bits(b), "{} block {i}", dir.display());
+        }
+    }
+}
