@@ -154,7 +154,7 @@ def _cmd_experiments(a):
     if not a.data:
         raise SystemExit("error: experiments needs --data (or --render)")
     run_experiments(a.data, a.out, budget=a.budget, seeds=a.seeds, epochs=a.epochs, max_steps=a.max_steps,
-                    only=a.only, threads=a.threads)
+                    only=a.only, threads=a.threads, arch=a.arch)
     return 0
 
 
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                    help="seeds to run (each its own Stage 1); processes may split the seeds of one --out")
     t.add_argument("--render", action="store_true", help="only write results.md from the finished runs")
+    t.add_argument("--arch", help="backbone, instead of the budget's (e.g. blocknet24)")
     t.set_defaults(fn=_cmd_experiments)
 
     t = sub.add_parser("sizes", help="plot macro F1 per stage and top-k recall against us per block")

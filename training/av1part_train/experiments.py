@@ -131,7 +131,8 @@ def _result_path(out: Path, row: str, seed: int) -> Path:
     return out / row / f"seed{seed}" / "result.json"
 
 
-def recipe(budget: str, data: str, threads: int, epochs: int | None, max_steps: int | None) -> tuple[dict, object]:
+def recipe(budget: str, data: str, threads: int, epochs: int | None, max_steps: int | None,
+           arch: str | None = None) -> tuple[dict, object]:
     """The reference recipe (the blocknet config's Stage 2 section, with the
     budget and the common class balance) and the test-split block cap."""
     b = dict(BUDGETS[budget])
@@ -140,6 +141,8 @@ def recipe(budget: str, data: str, threads: int, epochs: int | None, max_steps: 
         b["epochs"] = epochs
     if max_steps:
         b["max_steps_per_epoch"] = max_steps
+    if arch:
+        b["arch"] = arch
     base = load_config("blocknet", [], section="stage2").to_dict()
     base.update(b, data=data, progress=False, plots=False, threads=threads, resume=True,
                 early_stop_patience=10 ** 6)  # every row runs the same epochs; the best on validation is kept
@@ -147,10 +150,10 @@ def recipe(budget: str, data: str, threads: int, epochs: int | None, max_steps: 
 
 
 def run_experiments(data: str, out: str, budget: str = "small", seeds=(1, 2, 3), epochs: int | None = None,
-                    max_steps: int | None = None, only=None, threads: int = 0) -> dict:
+                    max_steps: int | None = None, only=None, threads: int = 0, arch: str | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base, test_max = recipe(budget, data, threads, epochs, max_steps)
+    base, test_max = recipe(budget, data, threads, epochs, max_steps, arch)
     (out / "budget.json").write_text(json.dumps({"budget": budget, "recipe": base, "test_max_blocks": test_max},
                                                 indent=1) + "\n")
     unknown = sorted(set(only or []) - set(ROWS))
