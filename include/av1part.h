@@ -297,7 +297,8 @@ typedef struct Av1partConfig {
     int32_t intra_op_threads;
     /**
      * Most concurrent inference sessions (per model); 0 (default) means
-     * min(cores, 8) on CPU, 4 on CUDA. Calls beyond it wait.
+     * min(cores, 8) on CPU, 4 on CUDA. Calls beyond it wait. The sessions
+     * share one copy of the weights; with 1, the one session keeps its own.
      */
     int32_t max_sessions;
     /**

@@ -117,7 +117,8 @@ pub struct Av1partConfig {
     /// which suits encoders that run many threads themselves.
     pub intra_op_threads: i32,
     /// Most concurrent inference sessions (per model); 0 (default) means
-    /// min(cores, 8) on CPU, 4 on CUDA. Calls beyond it wait.
+    /// min(cores, 8) on CPU, 4 on CUDA. Calls beyond it wait. The sessions
+    /// share one copy of the weights; with 1, the one session keeps its own.
     pub max_sessions: i32,
     /// Cascade `skip_below` in [0, 1]; negative (default -1) keeps the
     /// bundle's value. 0 evaluates every stage for every block (exact mode).
