@@ -149,7 +149,7 @@ def test_quantized_copy_of_the_fused_bundle(tmp_path):
     import onnx
     from av1part_train.quantize import quantize_bundle
     m = quantize_bundle(ONNX / "test-fused", tmp_path / "q")
-    assert m["schema_version"] == 2 and m["training"]["recipe"]["quantization"]["weights"] == "int8 per tensor"
+    assert m["schema_version"] == 2 and m["training"]["recipe"]["quantization"]["weights"] == "int8 per channel, 7-bit range"
     g = onnx.load(str(tmp_path / "q" / "model.onnx"))
     assert any(t.data_type == onnx.TensorProto.INT8 for t in g.graph.initializer)
     qa, fa = ReferenceBundle(tmp_path / "q"), ReferenceBundle(ONNX / "test-fused")
