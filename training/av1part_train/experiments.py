@@ -86,8 +86,7 @@ ROWS = {
 STAGE1_ROW = "stage1"
 
 
-def _test_metrics(ckpt: str, cfg: TrainConfig, max_blocks) -> dict:
-    models, _ = load_stage_models(ckpt, cfg.stage1_ckpt or None)
+def _test_metrics(models, cfg: TrainConfig, max_blocks) -> dict:
     names = stage_classes(cfg.stage)
     ds = BlockDataset(cfg.data, "test", cfg.spec(), cfg.stage, cfg.exclude_edge, max_blocks, seed=0,
                       require_all_classes=False)
@@ -99,32 +98,23 @@ def _test_metrics(ckpt: str, cfg: TrainConfig, max_blocks) -> dict:
             "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}, "blocks": len(ds)}
 
 
-def _history(run_dir: Path) -> list[dict]:
-    """Epoch records of a run (of an ensemble's first member)."""
-    for p in (run_dir / "metrics.json", run_dir / "member0" / "metrics.json"):
-        if p.exists():
-            return json.loads(p.read_text())
-    return []
-
-
 def _run(cfg: TrainConfig, test_max_blocks) -> dict:
     from .train import train_stage
     t0 = time.time()
     r = train_stage(cfg)
-    out = Path(cfg.out)
-    hist = _history(out)
+    first = r["members"][0] if "members" in r else r  # an ensemble: its first member's epochs
+    hist = first["history"]
     models, _ = load_stage_models(r["best"], cfg.stage1_ckpt or None)
-    m = models[0]
-    trainable = sum(p.numel() for n, p in m.named_parameters()
+    trainable = sum(p.numel() for n, p in models[0].named_parameters()
                     if cfg.stage == "stage1" or cfg.mode == "finetune" or not n.startswith("backbone."))
     return {"stage": cfg.stage, "seed": cfg.seed, "val_macro_f1": float(r["best_val_macro_f1"]),
             "val_f1_per_epoch": [round(h["val_macro_f1"], 4) for h in hist],
             "best_epoch": (max(hist, key=lambda h: h["val_macro_f1"])["epoch"] if hist else None),
-            "epochs_run": len(hist), "test": _test_metrics(r["best"], cfg, test_max_blocks),
+            "epochs_run": len(hist), "test": _test_metrics(models, cfg, test_max_blocks),
             "trainable_params": trainable * len(models), "members": len(models),
             "ms_per_step": float(np.median([h["ms_per_step"] for h in hist])) if hist else None,
             "wall_seconds": time.time() - t0, "checkpoint": r["best"],
-            "train_counts": r.get("train_counts") or r.get("members", [{}])[0].get("train_counts")}
+            "train_counts": first["train_counts"]}
 
 
 def _result_path(out: Path, row: str, seed: int) -> Path:

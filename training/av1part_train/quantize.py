@@ -1,7 +1,7 @@
 """int8 variant of a fused bundle (schema 2): ONNX Runtime dynamic
 quantisation of every MatMul/Gemm weight (int8 weights per output channel,
-in the 7-bit range, activations quantised on the fly), for the issue's "int8 tried for the fast
-bundle, kept only if faster at equal accuracy".
+in the 7-bit range, activations quantised on the fly), for the issue's
+"int8 tried for the fast bundle, kept only if faster at equal accuracy".
 
 Quantisation needs the weights as initializers; the exporter has already
 constant-folded the graph (BlockNet's dense grid matrices), and folding it
@@ -12,8 +12,10 @@ Weights use the reduced (7-bit) range: on x86 without VNNI (AVX2 and
 older) ONNX Runtime's u8×s8 kernels add pairs of products in 16 bits, which
 saturates with full-range weights. On this project's AVX2 machines the full
 range moved test-fused's probabilities by up to 0.85 (partition agreement
-0.44); the reduced range, per channel, by 0.09 (agreement 0.96). The result is a normal schema 2 bundle with a fresh
-golden set; compare it with ``evaluate`` and ``scripts/bench.sh``.
+0.44); the reduced range, per channel, by 0.09 (agreement 0.96).
+
+The result is a normal schema 2 bundle with a fresh golden set; compare it
+with ``evaluate`` and ``scripts/bench.sh``.
 """
 from __future__ import annotations
 
@@ -42,8 +44,8 @@ def quantize_bundle(src, dst, name: str | None = None) -> dict:
         ort.InferenceSession(str(src / m["graph"]["file"]), so, providers=["CPUExecutionProvider"])
         tmp = Path(td) / "bundle"
         tmp.mkdir()
-        quantize_dynamic(str(folded), str(tmp / m["graph"]["file"]), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
+        quantize_dynamic(str(folded), str(tmp / m["graph"]["file"]), weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul", "Gemm"])
         m["name"] = name or dst.name
         m["description"] = (m.get("description", "") + " [int8: dynamic quantisation of MatMul/Gemm weights]").strip()
         m["graph"]["sha256"] = sha256_file(tmp / m["graph"]["file"])
