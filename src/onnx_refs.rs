@@ -85,6 +85,51 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A field's value, by wire type.
+enum Value<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire types 1 and 5 (skipped).
+    Fixed,
+    /// Wire type 2: the body, and where it starts in the reader's buffer.
+    Bytes { body: &'a [u8], start: usize },
+}
+
+impl<'a> Reader<'a> {
+    /// The next field (number, value), or None at the end of the message.
+    fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, String> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let tag = self.varint()?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        if field == 0 {
+            return Err("field number 0".into());
+        }
+        let value = match wire {
+            0 => Value::Varint(self.varint()?),
+            1 => {
+                self.bytes(8)?;
+                Value::Fixed
+            }
+            5 => {
+                self.bytes(4)?;
+                Value::Fixed
+            }
+            2 => {
+                let len = self.varint()?;
+                let start = self.pos;
+                Value::Bytes {
+                    body: self.bytes(len)?,
+                    start,
+                }
+            }
+            w => return Err(format!("unsupported wire type {w}")),
+        };
+        Ok(Some((field, value)))
+    }
+}
+
 /// One tensor's external-data facts.
 #[derive(Default)]
 struct TensorRefs {
@@ -104,28 +149,15 @@ fn walk(
     }
     let mut r = Reader { buf, pos: 0 };
     let (mut key, mut value) = (None::<String>, None::<String>);
-    while r.pos < buf.len() {
-        let tag = r.varint()?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        if field == 0 {
-            return Err("field number 0".into());
-        }
-        match wire {
-            0 => {
-                let v = r.varint()?;
+    while let Some((field, v)) = r.field()? {
+        match v {
+            Value::Varint(v) => {
                 if m == Msg::Tensor && field == 14 {
                     tensor.external = v == 1;
                 }
             }
-            1 => {
-                r.bytes(8)?;
-            }
-            5 => {
-                r.bytes(4)?;
-            }
-            2 => {
-                let len = r.varint()?;
-                let body = r.bytes(len)?;
+            Value::Fixed => {}
+            Value::Bytes { body, .. } => {
                 if m == Msg::StringEntry {
                     let s = String::from_utf8_lossy(body).into_owned();
                     match field {
@@ -151,7 +183,6 @@ fn walk(
                     }
                 }
             }
-            w => return Err(format!("unsupported wire type {w}")),
         }
     }
     if m == Msg::StringEntry && key.as_deref() == Some("location") {
@@ -192,69 +223,51 @@ pub(crate) struct RawInitializer {
     pub bytes: InitializerBytes,
 }
 
+/// A `StringStringEntryProto`: (key, value).
+fn string_entry(buf: &[u8]) -> Result<(String, String), String> {
+    let mut e = Reader { buf, pos: 0 };
+    let (mut k, mut v) = (String::new(), String::new());
+    while let Some((field, value)) = e.field()? {
+        let Value::Bytes { body, .. } = value else {
+            return Err("external_data entry is not two strings".into());
+        };
+        let s = String::from_utf8_lossy(body).into_owned();
+        match field {
+            1 => k = s,
+            2 => v = s,
+            _ => {}
+        }
+    }
+    Ok((k, v))
+}
+
 /// One `TensorProto`, the fields an initializer needs.
 fn read_tensor(buf: &[u8], base: usize) -> Result<Option<RawInitializer>, String> {
     let mut r = Reader { buf, pos: 0 };
     let (mut name, mut dims, mut data_type) = (None, Vec::new(), 0i32);
     let (mut raw, mut external, mut entries) = (None, false, Vec::new());
     let mut typed = false;
-    while r.pos < buf.len() {
-        let tag = r.varint()?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        match wire {
-            0 => {
-                let v = r.varint()?;
-                match field {
-                    1 => dims.push(v as i64),
-                    2 => data_type = i32::try_from(v).map_err(|_| "data_type overflows")?,
-                    14 => external = v == 1,
-                    _ => typed |= (4..=7).contains(&field) || field == 10 || field == 11,
+    while let Some((field, v)) = r.field()? {
+        match (field, v) {
+            (1, Value::Varint(d)) => dims.push(d as i64),
+            (1, Value::Bytes { body, .. }) => {
+                let mut p = Reader { buf: body, pos: 0 };
+                while p.pos < body.len() {
+                    dims.push(p.varint()? as i64);
                 }
             }
-            1 => {
-                r.bytes(8)?;
-                typed = true;
+            (2, Value::Varint(t)) => {
+                data_type = i32::try_from(t).map_err(|_| "data_type overflows")?
             }
-            5 => {
-                r.bytes(4)?;
-                typed = true;
+            (8, Value::Bytes { body, .. }) => {
+                name = Some(String::from_utf8_lossy(body).into_owned())
             }
-            2 => {
-                let len = r.varint()?;
-                let start = r.pos;
-                let body = r.bytes(len)?;
-                match field {
-                    1 => {
-                        let mut p = Reader { buf: body, pos: 0 };
-                        while p.pos < body.len() {
-                            dims.push(p.varint()? as i64);
-                        }
-                    }
-                    8 => name = Some(String::from_utf8_lossy(body).into_owned()),
-                    9 => raw = Some((base + start, body.len())),
-                    13 => {
-                        let mut e = Reader { buf: body, pos: 0 };
-                        let (mut k, mut v) = (String::new(), String::new());
-                        while e.pos < body.len() {
-                            let t = e.varint()?;
-                            if t & 7 != 2 {
-                                return Err("external_data entry is not two strings".into());
-                            }
-                            let n = e.varint()?;
-                            let s = String::from_utf8_lossy(e.bytes(n)?).into_owned();
-                            if t >> 3 == 1 {
-                                k = s;
-                            } else if t >> 3 == 2 {
-                                v = s;
-                            }
-                        }
-                        entries.push((k, v));
-                    }
-                    4..=7 | 10 | 11 => typed = true,
-                    _ => {}
-                }
-            }
-            w => return Err(format!("unsupported wire type {w}")),
+            (9, Value::Bytes { body, start }) => raw = Some((base + start, body.len())),
+            (13, Value::Bytes { body, .. }) => entries.push(string_entry(body)?),
+            (14, Value::Varint(x)) => external = x == 1,
+            // float_data, int32_data, string_data, int64_data, double_data, uint64_data
+            (4..=7 | 10 | 11, _) => typed = true,
+            _ => {}
         }
     }
     let Some(name) = name else { return Ok(None) };
@@ -299,54 +312,18 @@ fn read_tensor(buf: &[u8], base: usize) -> Result<Option<RawInitializer>, String
 pub(crate) fn graph_initializers(bytes: &[u8]) -> Result<Vec<RawInitializer>, String> {
     let mut out = Vec::new();
     let mut model = Reader { buf: bytes, pos: 0 };
-    while model.pos < bytes.len() {
-        let tag = model.varint()?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        match wire {
-            0 => {
-                model.varint()?;
-            }
-            1 => {
-                model.bytes(8)?;
-            }
-            5 => {
-                model.bytes(4)?;
-            }
-            2 => {
-                let len = model.varint()?;
-                let gstart = model.pos;
-                let body = model.bytes(len)?;
-                if field != 7 {
-                    continue;
-                }
-                let mut g = Reader { buf: body, pos: 0 };
-                while g.pos < body.len() {
-                    let t = g.varint()?;
-                    match t & 7 {
-                        0 => {
-                            g.varint()?;
-                        }
-                        1 => {
-                            g.bytes(8)?;
-                        }
-                        5 => {
-                            g.bytes(4)?;
-                        }
-                        2 => {
-                            let n = g.varint()?;
-                            let tstart = gstart + g.pos;
-                            let tb = g.bytes(n)?;
-                            if t >> 3 == 5 {
-                                if let Some(init) = read_tensor(tb, tstart)? {
-                                    out.push(init);
-                                }
-                            }
-                        }
-                        w => return Err(format!("unsupported wire type {w}")),
-                    }
+    while let Some((field, v)) = model.field()? {
+        // ModelProto.graph = 7, GraphProto.initializer = 5
+        let (7, Value::Bytes { body: graph, start }) = (field, v) else {
+            continue;
+        };
+        let mut g = Reader { buf: graph, pos: 0 };
+        while let Some((f, v)) = g.field()? {
+            if let (5, Value::Bytes { body, start: t }) = (f, v) {
+                if let Some(init) = read_tensor(body, start + t)? {
+                    out.push(init);
                 }
             }
-            w => return Err(format!("unsupported wire type {w}")),
         }
     }
     Ok(out)

@@ -33,6 +33,16 @@ fn batched_equals_single_within_1e6() {
     }
 }
 
+/// The raw bits of a prediction's ten and stage probabilities, for
+/// bit-identical comparisons within one process.
+fn probability_bits(p: &Prediction) -> Vec<u32> {
+    p.probabilities
+        .iter()
+        .chain(p.stage_probabilities.iter().flatten())
+        .map(|f| f.to_bits())
+        .collect()
+}
+
 #[test]
 fn multithreaded_results_are_bit_identical() {
     let mut cfg = common::config(&common::tiny());
@@ -69,14 +79,7 @@ fn multithreaded_results_are_bit_identical() {
                     assert_eq!(a.partition, b.partition);
                     assert_eq!(a.flags, b.flags);
                     assert_eq!(a.stages_run, b.stages_run);
-                    let bits = |p: &Prediction| -> Vec<u32> {
-                        p.probabilities
-                            .iter()
-                            .chain(p.stage_probabilities.iter().flatten())
-                            .map(|f| f.to_bits())
-                            .collect()
-                    };
-                    assert_eq!(bits(a), bits(b));
+                    assert_eq!(probability_bits(a), probability_bits(b));
                 }
             }
         }
@@ -141,14 +144,12 @@ fn weights_shared_by_the_sessions_change_no_result() {
         }
         for (i, (a, b)) in results[0].iter().zip(&results[1]).enumerate() {
             assert_eq!(a.partition, b.partition, "{} block {i}", dir.display());
-            let bits = |p: &Prediction| -> Vec<u32> {
-                p.probabilities
-                    .iter()
-                    .chain(p.stage_probabilities.iter().flatten())
-                    .map(|f| f.to_bits())
-                    .collect()
-            };
-            assert_eq!(bits(a), bits(b), "{} block {i}", dir.display());
+            assert_eq!(
+                probability_bits(a),
+                probability_bits(b),
+                "{} block {i}",
+                dir.display()
+            );
         }
     }
 }
