@@ -18,7 +18,7 @@ use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Bundle, Source, Target, BLOCK};
+use crate::manifest::{Bundle, Source, Target};
 use crate::policy::argmax;
 use crate::preprocess::{BlockSource, TensorLayout};
 use crate::session::{FusedModel, Model, Worker};
@@ -243,12 +243,7 @@ pub(crate) fn run_chunk(
             )
             .map_err(|e| e.at_block(first + i))?;
     }
-    let x_shape = [
-        -1i64,
-        layout.num_channels() as i64,
-        BLOCK as i64,
-        BLOCK as i64,
-    ];
+    let x_shape = layout.x_shape();
     let side_shape = [-1i64, sl as i64];
 
     // 2a. A fused graph: one run on every block gives every stage's rows.

@@ -64,6 +64,8 @@ struct RawInput {
     prev_y_when_absent: Option<String>,
     #[serde(default)]
     presets: Option<Vec<i64>>,
+    #[serde(default)]
+    layout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +152,27 @@ pub enum Channel {
     V,
     /// Co-located luma of the previous source frame (current luma if absent).
     PrevY,
+}
+
+/// The order of the block tensor `x`'s values (`input.layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputLayout {
+    /// `[N, C, 16, 16]` (the default).
+    Planar,
+    /// `[N, 16, C·16]`: cell by cell (4×4 cells of 4×4 pixels, raster
+    /// order), then channel, then the cell's samples in raster order.
+    Cells,
+}
+
+impl InputLayout {
+    /// The block tensor's shape for `channels` channels, batch `-1`.
+    pub fn x_shape(self, channels: usize) -> Vec<i64> {
+        let (c, b) = (channels as i64, BLOCK as i64);
+        match self {
+            InputLayout::Planar => vec![-1, c, b, b],
+            InputLayout::Cells => vec![-1, 16, c * 16],
+        }
+    }
 }
 
 /// One side feature of the `side` tensor.
@@ -299,6 +322,8 @@ pub struct Bundle {
     pub std: Vec<f32>,
     /// Side features, in order.
     pub side_features: Vec<SideFeature>,
+    /// Order of the block tensor's values.
+    pub layout: InputLayout,
     /// The encoder presets (libaom `--cpu-used`) the bundle was trained
     /// for, ascending; required with the `cpu_used` side feature, optional
     /// (informative) otherwise, empty when not stated.
@@ -662,7 +687,17 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         },
     )?;
     let presets = parse_presets(inp.presets.as_deref(), &side_features)?;
-    let block_shape = vec![-1, n_ch as i64, BLOCK as i64, BLOCK as i64];
+    let layout = match inp.layout.as_deref() {
+        None | Some("planar") => InputLayout::Planar,
+        Some("cells") => InputLayout::Cells,
+        Some(other) => {
+            return Err(merr(
+                "input.layout",
+                format!("`{other}` is not `planar` or `cells`"),
+            ))
+        }
+    };
+    let block_shape = layout.x_shape(n_ch);
 
     // --- trunk -------------------------------------------------------------
     let trunk = match raw.trunk {
@@ -956,6 +991,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
         mean: norm.mean.clone(),
         std: norm.std.clone(),
         side_features,
+        layout,
         presets,
         trunk,
         graph,
@@ -1130,6 +1166,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("stages[0].inputs[0].shape"));
+    }
+
+    #[test]
+    fn input_layout_sets_the_block_shape_and_unknown_layouts_are_refused() {
+        let two = || {
+            manifest(vec![stage(
+                "a",
+                json!([{"name": "n", "partition": "NONE"}, {"name": "s", "partition": "SPLIT"}]),
+                json!([0.5, 0.5]),
+            )])
+        };
+        let mut m = two();
+        m["input"]["layout"] = json!("diagonal");
+        let e = check(m).unwrap_err().to_string();
+        assert!(e.contains("input.layout") && e.contains("diagonal"), "{e}");
+        // cells: the planar shape is now a mismatch, [-1, 16, C*16] is right
+        let mut m = two();
+        m["input"]["layout"] = json!("cells");
+        assert!(check(m.clone())
+            .unwrap_err()
+            .to_string()
+            .contains("stages[0].inputs[0].shape"));
+        m["stages"][0]["inputs"][0]["shape"] = json!([-1, 16, 16]);
+        assert_eq!(check(m).unwrap().layout, InputLayout::Cells);
+        assert_eq!(check(two()).unwrap().layout, InputLayout::Planar);
     }
 
     #[test]

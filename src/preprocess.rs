@@ -4,7 +4,7 @@
 //! (`x`: `[N, C, 16, 16]`, `side`: `[N, S]`); nothing is allocated per block.
 
 use crate::error::{Error, Result};
-use crate::manifest::{Bundle, Channel, SideFeature, BLOCK};
+use crate::manifest::{Bundle, Channel, InputLayout, SideFeature, BLOCK};
 
 /// The `cpu_used` side feature is `preset / CPU_USED_SCALE` (docs/CONTRACTS.md).
 pub(crate) const CPU_USED_SCALE: f32 = 10.0;
@@ -255,6 +255,8 @@ fn read_region<const N: usize>(r: &Region<'_>, out: &mut [[u32; N]; N]) -> u32 {
 #[derive(Debug, Clone)]
 pub(crate) struct TensorLayout {
     channels: Vec<Channel>,
+    /// Order of `x`'s values (`input.layout`).
+    order: InputLayout,
     side_features: Vec<SideFeature>,
     /// The value of the `cpu_used` side feature (the context's preset / 10).
     cpu_used: f32,
@@ -349,6 +351,7 @@ impl TensorLayout {
     pub(crate) fn new(b: &Bundle, preset: Option<u32>) -> Self {
         let mut l = Self::from_parts(b.channels.clone(), &b.mean, &b.std, b.side_features.clone());
         l.cpu_used = preset.map_or(0.0, |p| p as f32 / CPU_USED_SCALE);
+        l.order = b.layout;
         l
     }
 
@@ -371,6 +374,7 @@ impl TensorLayout {
         });
         TensorLayout {
             channels,
+            order: InputLayout::Planar,
             side_features,
             cpu_used: 0.0,
             tables,
@@ -387,9 +391,9 @@ impl TensorLayout {
         self.side_features.len()
     }
 
-    /// Number of channels.
-    pub(crate) fn num_channels(&self) -> usize {
-        self.channels.len()
+    /// Shape of `x` (batch `-1`), as the bundle's block input declares it.
+    pub(crate) fn x_shape(&self) -> Vec<i64> {
+        self.order.x_shape(self.channels.len())
     }
 
     /// Writes one block: `x` gets `x_len()` floats, `side` gets `side_len()`
@@ -425,12 +429,21 @@ impl TensorLayout {
             )));
         }
         let plane_len = BLOCK * BLOCK;
+        // The cells layout is the planar one permuted: build planar on the
+        // stack (at most 4 channels: they are distinct), then reorder.
+        let mut planar_buf = [0f32; 4 * BLOCK * BLOCK];
+        let cells = self.order == InputLayout::Cells;
+        let planar: &mut [f32] = if cells {
+            &mut planar_buf[..self.x_len()]
+        } else {
+            &mut x[..self.x_len()]
+        };
         let tables = &self.tables[depth_index(src.bit_depth)];
         for (ci, ch) in self.channels.iter().enumerate() {
             // every sample is <= maxv (checked above), inside the table
             let table = &tables[ci];
             let norm = |s: u32| table[s as usize];
-            let dst = &mut x[ci * plane_len..(ci + 1) * plane_len];
+            let dst = &mut planar[ci * plane_len..(ci + 1) * plane_len];
             match ch {
                 Channel::Y | Channel::PrevY => {
                     let s = if *ch == Channel::Y { &y } else { prev };
@@ -450,6 +463,9 @@ impl TensorLayout {
                     }
                 }
             }
+        }
+        if cells {
+            to_cells(&planar_buf[..self.x_len()], self.channels.len(), x);
         }
         for (d, f) in side.iter_mut().zip(&self.side_features) {
             *d = match f {
@@ -472,6 +488,22 @@ impl TensorLayout {
             };
         }
         Ok(())
+    }
+}
+
+/// `[C, 16, 16]` planar values -> the cells layout `[16, C·16]`: element
+/// `[4R + Q][16ch + 4i + j]` is planar `[ch][4R + i][4Q + j]`.
+fn to_cells(planar: &[f32], channels: usize, out: &mut [f32]) {
+    let per_cell = channels * 16;
+    for ch in 0..channels {
+        let plane = &planar[ch * BLOCK * BLOCK..(ch + 1) * BLOCK * BLOCK];
+        for (row, vals) in plane.chunks_exact(BLOCK).enumerate() {
+            let (cr, i) = (row >> 2, row & 3);
+            for (q, four) in vals.chunks_exact(4).enumerate() {
+                let at = (cr * 4 + q) * per_cell + ch * 16 + i * 4;
+                out[at..at + 4].copy_from_slice(four);
+            }
+        }
     }
 }
 
@@ -505,6 +537,28 @@ mod tests {
         SideInfo {
             base_qindex: 51,
             frame_type: FrameType::IntraOnly,
+        }
+    }
+
+    #[test]
+    fn cells_layout_is_the_planar_one_reordered() {
+        // distinct planar values, so any misplaced element shows
+        let c = 3;
+        let planar: Vec<f32> = (0..c * 256).map(|v| v as f32).collect();
+        let mut cells = vec![-1f32; c * 256];
+        to_cells(&planar, c, &mut cells);
+        for ch in 0..c {
+            for r in 0..BLOCK {
+                for col in 0..BLOCK {
+                    let cell = (r / 4) * 4 + col / 4;
+                    let at = cell * c * 16 + ch * 16 + (r % 4) * 4 + col % 4;
+                    assert_eq!(
+                        cells[at],
+                        planar[ch * 256 + r * 16 + col],
+                        "ch {ch} r {r} c {col}"
+                    );
+                }
+            }
         }
     }
 

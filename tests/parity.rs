@@ -87,7 +87,8 @@ fn check_with_margin(
 }
 
 /// Every bundle under `onnx/` that carries a golden set: the fixed-seed
-/// test bundles (schema 1 and the fused schema 2) and the trained `fast`
+/// test bundles (schema 1, the fused schema 2, and `test-cells`: test-fused
+/// compacted, taking the cells layout) and the trained `fast`
 /// and `default` bundles.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(common::root().join("onnx"))
@@ -96,7 +97,14 @@ fn bundles_with_golden() -> Vec<std::path::PathBuf> {
         .filter(|p| p.join("golden.json").is_file())
         .collect();
     dirs.sort();
-    for want in ["test-tiny", "test-fused", "test-preset", "fast", "default"] {
+    for want in [
+        "test-tiny",
+        "test-fused",
+        "test-cells",
+        "test-preset",
+        "fast",
+        "default",
+    ] {
         assert!(
             dirs.iter().any(|d| d.ends_with(want)),
             "onnx/{want} has no golden.json"

@@ -146,6 +146,15 @@ def _cmd_quantize(a):
     return 0
 
 
+def _cmd_compact(a):
+    from .compact import compact_bundle
+    m = compact_bundle(a.bundle, a.out, a.name)
+    c = m["training"]["recipe"]["compaction"]
+    print(f"wrote {a.out}: {m['graph']['file']} ({c['nodes'][0]} -> {c['nodes'][1]} nodes, "
+          f"max |diff| {max(c['max_abs_diff_random_inputs'].values()):.1e} on random inputs), golden.json")
+    return 0
+
+
 def _cmd_experiments(a):
     from .experiments import rerender, run_experiments
     if a.render:
@@ -277,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     t.add_argument("--name")
     t.set_defaults(fn=_cmd_quantize)
+
+    t = sub.add_parser("compact", help="copy of a fused bundle with its graph compacted (same function, fewer nodes)")
+    t.add_argument("--bundle", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--name", help="bundle name in the manifest (default: the --out folder's name)")
+    t.set_defaults(fn=_cmd_compact)
 
     t = sub.add_parser("make-test-bundle", help="write the fixed-seed tiny test bundle (onnx/test-tiny)")
     t.add_argument("--out", default="onnx/test-tiny")

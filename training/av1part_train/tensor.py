@@ -6,6 +6,12 @@ subtraction are correctly rounded, so the Rust plugin gets identical bits).
 Chroma (8x8 for 4:2:0) enters as channels by nearest-neighbour 2x upsampling:
 ``U[r >> 1][c >> 1]``. ``prev_y`` is the co-located Y block of the previous
 source frame, or a copy of Y when there is none.
+
+Layout (``input.layout``): ``planar`` (the default) is ``[N, C, 16, 16]``;
+``cells`` is ``[N, 16, C * 16]``, the same values ordered cell by cell (the
+4x4 grid of 4x4-pixel cells in raster order; in a cell, channel by channel,
+its 16 samples in raster order), so that a cell-based backbone's stem reads
+its input without a Transpose.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ KNOWN_CHANNELS = ("y", "u", "v", "prev_y")
 KNOWN_SIDE_FEATURES = ("qindex", "intra", "has_prev", "cpu_used")
 CPU_USED_SCALE = 10.0  # side feature cpu_used = preset / 10
 BLOCK = 16
+LAYOUTS = ("planar", "cells")
 
 
 @dataclass(frozen=True)
@@ -29,8 +36,11 @@ class InputSpec:
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
     presets: tuple = ()  # with side feature cpu_used: the presets trained for
+    layout: str = "planar"  # of the x tensor: planar [N, C, 16, 16] or cells [N, 16, C * 16]
 
     def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown input layout {self.layout!r}; known: {LAYOUTS}")
         for c in self.channels:
             if c not in KNOWN_CHANNELS:
                 raise ValueError(f"unknown channel {c!r}; known: {KNOWN_CHANNELS}")
@@ -72,7 +82,13 @@ class InputSpec:
             "side_features": list(self.side_features),
             "prev_y_when_absent": "copy_current",
             **({"presets": list(self.presets)} if self.presets or "cpu_used" in self.side_features else {}),
+            **({"layout": self.layout} if self.layout != "planar" else {}),
         }
+
+    def x_shape(self) -> list[int]:
+        """The block tensor's shape, batch -1."""
+        c = self.num_channels
+        return [-1, c, BLOCK, BLOCK] if self.layout == "planar" else [-1, 16, c * 16]
 
     @classmethod
     def from_manifest(cls, m: dict) -> "InputSpec":
@@ -80,7 +96,8 @@ class InputSpec:
             raise ValueError("only 16x16 4:2:0 blocks are supported")
         n = m["normalization"]
         return cls(channels=tuple(m["channels"]), side_features=tuple(m.get("side_features", [])),
-                   mean=tuple(n["mean"]), std=tuple(n["std"]), presets=tuple(m.get("presets", ())))
+                   mean=tuple(n["mean"]), std=tuple(n["std"]), presets=tuple(m.get("presets", ())),
+                   layout=m.get("layout", "planar"))
 
 
 def upsample_chroma(c: np.ndarray) -> np.ndarray:
@@ -125,7 +142,16 @@ def build_x(spec: InputSpec, y, u, v, prev_y, bit_depth, has_prev=None) -> np.nd
         s = s - np.float32(spec.mean[i])
         s = s / np.float32(spec.std[i])
         x[:, i] = s
-    return x
+    return to_layout(x, spec.layout)
+
+
+def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """A planar ``[N, C, 16, 16]`` block tensor in ``layout`` (see the module docstring)."""
+    if layout == "planar":
+        return x
+    n, c = x.shape[:2]
+    cells = x.reshape(n, c, 4, 4, 4, 4).transpose(0, 2, 4, 1, 3, 5)   # n, cell row, cell col, ch, i, j
+    return np.ascontiguousarray(cells.reshape(n, 16, c * 16))
 
 
 def build_side(spec: InputSpec, base_qindex, intra, has_prev, cpu_used=None) -> np.ndarray:

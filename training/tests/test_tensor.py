@@ -63,3 +63,22 @@ def test_bad_spec_and_bit_depth():
     y, u, v, p = _blocks(1, 8)
     with pytest.raises(ValueError, match="bit depth"):
         build_x(InputSpec.create(), y, u, v, p, 9)
+
+
+def test_cells_layout_follows_the_contract_index():
+    """docs/CONTRACTS.md: cells[n][4R + Q][16 ch + 4 i + j] = planar[n][ch][4R + i][4Q + j]."""
+    from av1part_train.tensor import to_layout
+    planar = np.arange(2 * 3 * 256, dtype=np.float32).reshape(2, 3, 16, 16)
+    cells = to_layout(planar, "cells")
+    assert cells.shape == (2, 16, 48)
+    for n in range(2):
+        for ch in range(3):
+            for r in range(16):
+                for c in range(16):
+                    assert cells[n, 4 * (r // 4) + c // 4, 16 * ch + 4 * (r % 4) + c % 4] == planar[n, ch, r, c]
+    spec = InputSpec(channels=("y", "u", "v"), mean=(0.5,) * 3, std=(0.25,) * 3, layout="cells")
+    assert spec.x_shape() == [-1, 16, 48] and spec.manifest()["layout"] == "cells"
+    assert InputSpec.from_manifest(spec.manifest()) == spec
+    assert "layout" not in InputSpec.create(("y",)).manifest()   # planar manifests stay as they were
+    with pytest.raises(ValueError, match="layout"):
+        InputSpec(channels=("y",), mean=(0.5,), std=(0.25,), layout="diagonal")

@@ -19,6 +19,8 @@ from av1part_train.reference import ReferenceBundle
 ONNX = Path(__file__).resolve().parents[2] / "onnx"
 BUNDLE = ONNX / "test-tiny"
 KINDS = ["test-tiny", "test-fused"]
+# test-cells is test-fused compacted (python -m av1part_train compact; tests/test_compact.py)
+GOLDEN_KINDS = KINDS + ["test-cells"]
 TOL = 1e-5          # docs/CONTRACTS.md: parity tolerance
 TIE_MARGIN = 1e-4   # top-two gap below which another CPU may pick the other
 
@@ -53,7 +55,7 @@ def _check_golden(ref, g):
         assert nulls == run["skipped_stage_runs"] > 0
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", GOLDEN_KINDS)
 def test_committed_bundle_reproduces_its_golden_set(kind):
     bundle = ONNX / kind
     ref = ReferenceBundle(bundle)
@@ -62,13 +64,16 @@ def test_committed_bundle_reproduces_its_golden_set(kind):
     m = ref.manifest
     assert m["input"]["channels"] == ["y", "u", "v", "prev_y"]
     assert m["input"]["side_features"] == ["qindex", "intra", "has_prev"]
-    if kind == "test-fused":
+    if kind in ("test-fused", "test-cells"):
         assert m["schema_version"] == 2 and m["graph"] and "trunk" not in m
         assert m["training"]["recipe"]["shared_layer3"]
+        if kind == "test-cells":   # test-fused compacted (python -m av1part_train compact)
+            assert m["input"]["layout"] == "cells" and m["graph"]["inputs"][0]["shape"] == [-1, 16, 64]
+            assert m["training"]["recipe"]["compaction"]["stacked_branches"]
     else:
         assert m["data_files"] and m["trunk"]
     # the fused graph holds its dense grid matrices folded (export folds them once)
-    assert sum(f.stat().st_size for f in bundle.iterdir()) < (2_000_000 if kind == "test-fused" else 1_000_000)
+    assert sum(f.stat().st_size for f in bundle.iterdir()) < (2_000_000 if kind != "test-tiny" else 1_000_000)
     blocks = g["blocks"]
     assert {b["bit_depth"] for b in blocks} == {8, 10, 12}
     assert {b["prev_y"] is None for b in blocks} == {True, False}
