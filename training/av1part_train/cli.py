@@ -148,7 +148,7 @@ def _cmd_quantize(a):
 
 def _cmd_compact(a):
     from .compact import compact_bundle
-    m = compact_bundle(a.bundle, a.out, a.name)
+    m = compact_bundle(a.bundle, a.out, a.name, layout=a.layout, group=not a.no_stack, collapse=not a.no_collapse)
     c = m["training"]["recipe"]["compaction"]
     print(f"wrote {a.out}: {m['graph']['file']} ({c['nodes'][0]} -> {c['nodes'][1]} nodes, "
           f"max |diff| {max(c['max_abs_diff_random_inputs'].values()):.1e} on random inputs), golden.json")
@@ -291,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bundle", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--name", help="bundle name in the manifest (default: the --out folder's name)")
+    t.add_argument("--layout", choices=["cells", "planar"], default="cells",
+                   help="block input layout of the result (cells: no stem Transpose; docs/CONTRACTS.md)")
+    t.add_argument("--no-collapse", action="store_true",
+                   help="keep the exported nodes (only the input layout changes)")
+    t.add_argument("--no-stack", action="store_true", help="emit every stage branch on its own")
     t.set_defaults(fn=_cmd_compact)
 
     t = sub.add_parser("make-test-bundle", help="write the fixed-seed tiny test bundle (onnx/test-tiny)")

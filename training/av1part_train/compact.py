@@ -145,8 +145,8 @@ def _bcast_const(c: np.ndarray, shape: tuple) -> np.ndarray:
 class _Compactor:
     def __init__(self, model, group: bool = True):
         import onnx
-        self.group = group
         from onnx import numpy_helper
+        self.group = group
         self.onnx = onnx
         self.model = _fold(model)
         g = self.model.graph
@@ -171,7 +171,6 @@ class _Compactor:
                     self.shape[o] = ((k,) if k > 1 else ()) + tuple(a.shape[1:])
                 elif not data_in and node.op_type in ("Constant",):
                     self.consts[o] = a
-        self.values2 = v2
 
     # --- the walk -------------------------------------------------------------------------------
 
@@ -352,8 +351,10 @@ class _Compactor:
         raise CompactError(f"no affine form for {op}")
 
     def _barrier(self, node, data_in):
-        if len(data_in) != 1 or node.input[0] != data_in[0] or len(node.output) != 1:
-            raise CompactError(f"{node.name or node.op_type}: a nonlinear node with more than one per-block input")
+        if len([x for x in node.input if x]) != 1 or len(node.output) != 1:
+            # a nonlinear node is re-emitted on its one materialised input: it may have no other
+            raise CompactError(f"{node.name or node.op_type}: {node.op_type} is neither affine nor a "
+                               f"one-input nonlinearity")
         a = self._get(data_in[0])
         lvl = 1 + max((self.sources[s].level for s in a.terms), default=0)
         sm = Sum(a, node, node.output[0], lvl)

@@ -131,3 +131,16 @@ def test_committed_test_cells_bundle_is_test_fused_compacted(tmp_path):
     m_new = json.loads((tmp_path / "c" / "manifest.json").read_text())
     m_old = json.loads((ONNX / "test-cells" / "manifest.json").read_text())
     assert m_new["input"] == m_old["input"] and m_new["graph"]["inputs"] == m_old["graph"]["inputs"]
+
+
+def test_an_op_of_two_inputs_that_is_not_affine_is_refused():
+    """A Gather of the block tensor is neither affine here nor a one-input
+    nonlinearity that could be re-emitted on its materialised input."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Gather", ["r", "idx"], ["g"], axis=1, name="pick"),
+             helper.make_node("Relu", ["g"], ["out"])]
+    m = _model(nodes, {"idx": np.array([0, 2], np.int64)},
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+               [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])])
+    with pytest.raises(CompactError, match="pick"):
+        compact_model(m)
