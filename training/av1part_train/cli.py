@@ -146,6 +146,18 @@ def _cmd_quantize(a):
     return 0
 
 
+def _cmd_baseline(a):
+    from .baseline import run_baseline
+    r = run_baseline(a.data, a.stage, a.model, steps=a.steps, seed=a.seed)
+    for split, v in r["splits"].items():
+        clips = ", ".join(f"{k} {c['macro_f1']:.3f}" for k, c in v["clips"].items())
+        print(f"{a.stage} {a.model} {split}: macro F1 {v['macro_f1']:.3f} on {v['blocks']} blocks ({clips})")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
+
+
 def _cmd_compact(a):
     from .compact import compact_bundle
     m = compact_bundle(a.bundle, a.out, a.name, layout=a.layout, group=not a.no_stack, collapse=not a.no_collapse)
@@ -286,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     t.add_argument("--name")
     t.set_defaults(fn=_cmd_quantize)
+
+    t = sub.add_parser("baseline", help="hand-made block features + a small classifier: what a CNN must beat")
+    t.add_argument("--data", required=True)
+    t.add_argument("--stage", default="stage1", choices=["stage1", "stage2", "stage3_rect", "stage3_ab"])
+    t.add_argument("--model", default="mlp", choices=["mlp", "linear"])
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--json", help="write the result here too")
+    t.set_defaults(fn=_cmd_baseline)
 
     t = sub.add_parser("compact", help="copy of a fused bundle with its graph compacted (same function, fewer nodes)")
     t.add_argument("--bundle", required=True)
