@@ -72,8 +72,21 @@ def block_features(a: dict) -> np.ndarray:
     return np.stack([f[k] for k in f], axis=1).astype(np.float32)
 
 
-def dataset_features(ds: BlockDataset, chunk: int = 8192) -> np.ndarray:
-    out = [block_features(ds.arrays(np.arange(i, min(i + chunk, len(ds))))) for i in range(0, len(ds), chunk)]
+def dataset_features(ds: BlockDataset, chunk: int = 8192, bundle=None, stage: str | None = None) -> np.ndarray:
+    """Features of every block of ``ds``; with ``bundle`` (a ReferenceBundle), the log
+    probabilities of its ``stage`` appended (does a CNN add to the statistics?)."""
+    out = []
+    for i in range(0, len(ds), chunk):
+        a = ds.arrays(np.arange(i, min(i + chunk, len(ds))))
+        f = block_features(a)
+        if bundle is not None:
+            blocks = [{"bit_depth": int(a["bit_depth"][j]), "y": a["y"][j], "u": a["u"][j], "v": a["v"][j],
+                       "prev_y": a["prev_y"][j] if a["has_prev"][j] else None,
+                       "qindex": int(a["base_qindex"][j]), "intra": bool(is_intra_frame_type(a["frame_type"][j:j + 1])[0])}
+                      for j in range(f.shape[0])]
+            p = bundle.run_blocks(blocks, 0.0).stage_probs[stage]
+            f = np.concatenate([f, np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)], axis=1)
+        out.append(f)
     return np.concatenate(out)
 
 
@@ -115,18 +128,24 @@ def fit(x: np.ndarray, y: np.ndarray, k: int, model: str = "mlp", steps: int = 3
 
 
 def run_baseline(data, stage: str = "stage1", model: str = "mlp", splits=("val", "test"), steps: int = 3000,
-                 seed: int = 0, max_train: int | None = 300_000) -> dict:
+                 seed: int = 0, max_train: int | None = 300_000, with_bundle=None) -> dict:
     """Fit on the train split of ``stage``'s blocks (edge blocks excluded, as the
-    recipes train), score macro F1 on ``splits``, overall and per clip."""
+    recipes train), score macro F1 on ``splits``, overall and per clip. ``with_bundle``:
+    a bundle directory whose ``stage`` log probabilities join the features."""
     spec = InputSpec.create(("y",))
+    ref = None
+    if with_bundle is not None:
+        from .reference import ReferenceBundle
+        ref = ReferenceBundle(with_bundle)
     tr = BlockDataset(data, "train", spec, stage=stage, exclude_edge=True, max_blocks=max_train, seed=seed)
     k = len(tr.class_names)
-    predict = fit(dataset_features(tr), tr.targets, k, model, steps, seed)
+    predict = fit(dataset_features(tr, bundle=ref, stage=stage), tr.targets, k, model, steps, seed)
     out = {"stage": stage, "model": model, "features": list(FEATURE_NAMES), "train_blocks": len(tr),
-           "steps": steps, "seed": seed, "splits": {}}
+           "steps": steps, "seed": seed, "with_bundle": None if with_bundle is None else str(with_bundle),
+           "splits": {}}
     for split in splits:
         ds = BlockDataset(data, split, spec, stage=stage, exclude_edge=False, require_all_classes=False)
-        pred = predict(dataset_features(ds)).argmax(axis=1)
+        pred = predict(dataset_features(ds, bundle=ref, stage=stage)).argmax(axis=1)
         res = {"blocks": len(ds), "macro_f1": _macro_f1(ds.targets, pred, k, tr.class_names), "clips": {}}
         seq = ds.groups()["sequence"]
         for s in sorted(set(seq.tolist())):

@@ -148,7 +148,7 @@ def _cmd_quantize(a):
 
 def _cmd_baseline(a):
     from .baseline import run_baseline
-    r = run_baseline(a.data, a.stage, a.model, steps=a.steps, seed=a.seed)
+    r = run_baseline(a.data, a.stage, a.model, steps=a.steps, seed=a.seed, with_bundle=a.with_bundle)
     for split, v in r["splits"].items():
         clips = ", ".join(f"{k} {c['macro_f1']:.3f}" for k, c in v["clips"].items())
         print(f"{a.stage} {a.model} {split}: macro F1 {v['macro_f1']:.3f} on {v['blocks']} blocks ({clips})")
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", help="write the result here too")
+    t.add_argument("--with-bundle", help="add this bundle's stage log probabilities to the features")
     t.set_defaults(fn=_cmd_baseline)
 
     t = sub.add_parser("compact", help="copy of a fused bundle with its graph compacted (same function, fewer nodes)")

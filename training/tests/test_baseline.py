@@ -48,3 +48,21 @@ def test_run_baseline_on_the_synthetic_dataset(synth_dataset):
         s = r["splits"][split]
         assert 0.0 <= s["macro_f1"] <= 1.0 and s["blocks"] > 0
         assert s["clips"] and sum(c["blocks"] for c in s["clips"].values()) == s["blocks"]
+
+
+def test_a_bundles_probabilities_join_the_features(synth_dataset):
+    from pathlib import Path
+    from av1part_train.baseline import dataset_features
+    from av1part_train.loader import BlockDataset
+    from av1part_train.reference import ReferenceBundle
+    from av1part_train.tensor import InputSpec
+    bundle = Path(__file__).resolve().parents[2] / "onnx" / "test-fused"
+    ds = BlockDataset(synth_dataset, "test", InputSpec.create(("y",)), stage="stage1", require_all_classes=False)
+    plain = dataset_features(ds)
+    both = dataset_features(ds, bundle=ReferenceBundle(bundle), stage="stage1")
+    assert both.shape == (plain.shape[0], plain.shape[1] + 2)
+    np.testing.assert_array_equal(both[:, :plain.shape[1]], plain)
+    # the two appended columns are log probabilities of one softmax
+    np.testing.assert_allclose(np.exp(both[:, -2:]).sum(axis=1), 1.0, atol=1e-4)
+    r = run_baseline(synth_dataset, "stage1", "linear", steps=20, max_train=500, with_bundle=bundle)
+    assert r["with_bundle"] == str(bundle) and r["splits"]["test"]["blocks"] == plain.shape[0]
