@@ -252,7 +252,7 @@ pub(crate) fn run_chunk(
             fm,
             bundle,
             n,
-            [(&sc.x, &x_shape), (&[], &[]), (&sc.side, &side_shape)],
+            [(&sc.x, x_shape), (&[], &[]), (&sc.side, &side_shape)],
             &mut sc.stage_rows,
         )?;
     }
@@ -269,7 +269,7 @@ pub(crate) fn run_chunk(
             t,
             "trunk",
             n,
-            [(&sc.x, &x_shape), (&[], &[]), (&[], &[])],
+            [(&sc.x, x_shape), (&[], &[]), (&[], &[])],
             row,
             |_, r| {
                 if r.iter().any(|v| !v.is_finite()) {
@@ -390,7 +390,7 @@ pub(crate) fn run_chunk(
                 &mut models.stages[s],
                 what,
                 m_rows,
-                [(bx, &x_shape), (bt, trunk_shape), (bs, &side_shape)],
+                [(bx, x_shape), (bt, trunk_shape), (bs, &side_shape)],
                 k,
                 &mut absorb,
             )?;

@@ -257,6 +257,9 @@ pub(crate) struct TensorLayout {
     channels: Vec<Channel>,
     /// Order of `x`'s values (`input.layout`).
     order: InputLayout,
+    /// `x`'s shape (batch `-1`) for that order, kept so that a run builds
+    /// no shape.
+    x_shape: Vec<i64>,
     side_features: Vec<SideFeature>,
     /// The value of the `cpu_used` side feature (the context's preset / 10).
     cpu_used: f32,
@@ -352,6 +355,7 @@ impl TensorLayout {
         let mut l = Self::from_parts(b.channels.clone(), &b.mean, &b.std, b.side_features.clone());
         l.cpu_used = preset.map_or(0.0, |p| p as f32 / CPU_USED_SCALE);
         l.order = b.layout;
+        l.x_shape = b.layout.x_shape(l.channels.len());
         l
     }
 
@@ -373,6 +377,7 @@ impl TensorLayout {
                 .collect()
         });
         TensorLayout {
+            x_shape: InputLayout::Planar.x_shape(channels.len()),
             channels,
             order: InputLayout::Planar,
             side_features,
@@ -392,8 +397,47 @@ impl TensorLayout {
     }
 
     /// Shape of `x` (batch `-1`), as the bundle's block input declares it.
-    pub(crate) fn x_shape(&self) -> Vec<i64> {
-        self.order.x_shape(self.channels.len())
+    pub(crate) fn x_shape(&self) -> &[i64] {
+        &self.x_shape
+    }
+
+    /// The normalised planar values `[C, 16, 16]` of one block's samples
+    /// (`luma`: Y and the previous Y; `chroma`: U and V), all <= the bit
+    /// depth's maximum (checked by the caller), into `out`.
+    fn write_planar(
+        &self,
+        bit_depth: u32,
+        luma: [&[[u32; BLOCK]; BLOCK]; 2],
+        chroma: [&[[u32; CBLOCK]; CBLOCK]; 2],
+        out: &mut [f32],
+    ) {
+        let plane_len = BLOCK * BLOCK;
+        let tables = &self.tables[depth_index(bit_depth)];
+        for (ci, ch) in self.channels.iter().enumerate() {
+            // every sample is <= maxv, inside the table
+            let table = &tables[ci];
+            let norm = |s: u32| table[s as usize];
+            let dst = &mut out[ci * plane_len..(ci + 1) * plane_len];
+            match ch {
+                Channel::Y | Channel::PrevY => {
+                    let s = luma[usize::from(*ch == Channel::PrevY)];
+                    for (d, s) in dst.chunks_exact_mut(BLOCK).zip(s.iter()) {
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d = norm(*s);
+                        }
+                    }
+                }
+                Channel::U | Channel::V => {
+                    let s = chroma[usize::from(*ch == Channel::V)];
+                    for (r, d) in dst.chunks_exact_mut(BLOCK).enumerate() {
+                        let srow = &s[r >> 1];
+                        for (c, d) in d.iter_mut().enumerate() {
+                            *d = norm(srow[c >> 1]);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Writes one block: `x` gets `x_len()` floats, `side` gets `side_len()`
@@ -428,44 +472,18 @@ impl TensorLayout {
                 src.bit_depth
             )));
         }
-        let plane_len = BLOCK * BLOCK;
-        // The cells layout is the planar one permuted: build planar on the
+        // The cells layout is the planar one permuted: build it planar on the
         // stack (at most 4 channels: they are distinct), then reorder.
-        let mut planar_buf = [0f32; 4 * BLOCK * BLOCK];
-        let cells = self.order == InputLayout::Cells;
-        let planar: &mut [f32] = if cells {
-            &mut planar_buf[..self.x_len()]
-        } else {
-            &mut x[..self.x_len()]
-        };
-        let tables = &self.tables[depth_index(src.bit_depth)];
-        for (ci, ch) in self.channels.iter().enumerate() {
-            // every sample is <= maxv (checked above), inside the table
-            let table = &tables[ci];
-            let norm = |s: u32| table[s as usize];
-            let dst = &mut planar[ci * plane_len..(ci + 1) * plane_len];
-            match ch {
-                Channel::Y | Channel::PrevY => {
-                    let s = if *ch == Channel::Y { &y } else { prev };
-                    for (d, s) in dst.chunks_exact_mut(BLOCK).zip(s.iter()) {
-                        for (d, s) in d.iter_mut().zip(s) {
-                            *d = norm(*s);
-                        }
-                    }
-                }
-                Channel::U | Channel::V => {
-                    let s = if *ch == Channel::U { &u } else { &v };
-                    for (r, d) in dst.chunks_exact_mut(BLOCK).enumerate() {
-                        let srow = &s[r >> 1];
-                        for (c, d) in d.iter_mut().enumerate() {
-                            *d = norm(srow[c >> 1]);
-                        }
-                    }
-                }
+        let n = self.x_len();
+        match self.order {
+            InputLayout::Planar => {
+                self.write_planar(src.bit_depth, [&y, prev], [&u, &v], &mut x[..n])
             }
-        }
-        if cells {
-            to_cells(&planar_buf[..self.x_len()], self.channels.len(), x);
+            InputLayout::Cells => {
+                let mut planar = [0f32; 4 * BLOCK * BLOCK];
+                self.write_planar(src.bit_depth, [&y, prev], [&u, &v], &mut planar[..n]);
+                to_cells(&planar[..n], self.channels.len(), x);
+            }
         }
         for (d, f) in side.iter_mut().zip(&self.side_features) {
             *d = match f {
