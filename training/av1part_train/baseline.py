@@ -73,18 +73,15 @@ def block_features(a: dict) -> np.ndarray:
 
 
 def dataset_features(ds: BlockDataset, chunk: int = 8192, bundle=None, stage: str | None = None) -> np.ndarray:
-    """Features of every block of ``ds``; with ``bundle`` (a ReferenceBundle), the log
-    probabilities of its ``stage`` appended (does a CNN add to the statistics?)."""
+    """Features of every block of ``ds``; with ``bundle`` (a ReferenceBundle whose input spec
+    ``ds`` was built with), the log probabilities of its ``stage`` appended (does a CNN add to
+    the statistics?)."""
     out = []
     for i in range(0, len(ds), chunk):
         a = ds.arrays(np.arange(i, min(i + chunk, len(ds))))
         f = block_features(a)
         if bundle is not None:
-            blocks = [{"bit_depth": int(a["bit_depth"][j]), "y": a["y"][j], "u": a["u"][j], "v": a["v"][j],
-                       "prev_y": a["prev_y"][j] if a["has_prev"][j] else None,
-                       "qindex": int(a["base_qindex"][j]), "intra": bool(is_intra_frame_type(a["frame_type"][j:j + 1])[0])}
-                      for j in range(f.shape[0])]
-            p = bundle.run_blocks(blocks, 0.0).stage_probs[stage]
+            p = bundle.run_tensors(*ds.tensors(a), 0.0).stage_probs[stage]
             f = np.concatenate([f, np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)], axis=1)
         out.append(f)
     return np.concatenate(out)
@@ -132,11 +129,11 @@ def run_baseline(data, stage: str = "stage1", model: str = "mlp", splits=("val",
     """Fit on the train split of ``stage``'s blocks (edge blocks excluded, as the
     recipes train), score macro F1 on ``splits``, overall and per clip. ``with_bundle``:
     a bundle directory whose ``stage`` log probabilities join the features."""
-    spec = InputSpec.create(("y",))
-    ref = None
+    spec, ref = InputSpec.create(("y",)), None
     if with_bundle is not None:
         from .reference import ReferenceBundle
         ref = ReferenceBundle(with_bundle)
+        spec = ref.spec
     tr = BlockDataset(data, "train", spec, stage=stage, exclude_edge=True, max_blocks=max_train, seed=seed)
     k = len(tr.class_names)
     predict = fit(dataset_features(tr, bundle=ref, stage=stage), tr.targets, k, model, steps, seed)

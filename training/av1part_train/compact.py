@@ -91,6 +91,12 @@ def _dims(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
 
 
+def _is_identity(m: np.ndarray) -> bool:
+    """Whether a term's matrix (rows: the source's flat index) is the identity."""
+    d = m.shape[0]
+    return m.size == d * d and np.array_equal(m.reshape(d, d), np.eye(d))
+
+
 def _fold(model):
     """Constant-fold with ONNX Runtime's basic level (standard ONNX ops only)."""
     import onnx
@@ -176,7 +182,7 @@ class _Compactor:
 
     def run(self):
         g = self.model.graph
-        self.rep: dict[str, Affine | Source] = {}
+        self.rep: dict[str, Affine] = {}
         self.verbatim_nodes, self.sums, self.sources = [], [], {}
         self.verbatim: set[str] = set()
         for i in self.inputs:
@@ -214,9 +220,8 @@ class _Compactor:
             for o in node.output:
                 self.verbatim.add(o)
         else:                                # the stem's first nonlinearity: a source from here on
-            lvl = 1
             o = node.output[0]
-            s = Source(o, self.shape[o], lvl, flat=len(self.shape[o]) == 1)
+            s = Source(o, self.shape[o], 1, flat=len(self.shape[o]) == 1)
             self.sources[o] = s
             self.rep[o] = self._identity(s)
 
@@ -427,9 +432,7 @@ class _Compactor:
         terms = []
         for s, m in sm.aff.terms.items():
             src = self.sources[s]
-            d = _dims(src.shape)
-            ident = m.shape[0] == _dims(sm.aff.shape) and np.array_equal(m.reshape(d, -1), np.eye(d))
-            terms.append((self._term_key(src), d, bool(ident)))
+            terms.append((self._term_key(src), _dims(src.shape), _is_identity(m)))
         return (n.op_type, attrs, tuple(sm.aff.shape), tuple(sorted(terms, key=str)), sm.aff.bias is not None,
                 sm.out_name in self.outputs)
 
@@ -514,8 +517,7 @@ class _Compactor:
             srcs = [self.sources[pm[t][0]] for pm in per_member]
             mats = [pm[t][1].reshape(_dims(srcs[j].shape), dout) for j, pm in enumerate(per_member)]
             s0 = srcs[0]
-            d = mats[0].shape[0]
-            ident = all(m.shape[0] == dout and np.array_equal(m, np.eye(dout)) for m in mats)
+            ident = all(_is_identity(m) for m in mats)
             if B == 1:
                 a = self._gather(s0) if s0.group is not None else self._flat(s0)
                 if ident:
@@ -566,11 +568,13 @@ class _Compactor:
             self.nodes.append(helper.make_node(node.op_type, [x], [out], **attrs))
             src = first.out_source
             src.name, src.flat = out, flat_out
-            self.sources[first.out_name] = src
             return
         gname = self._fresh(node.op_type.lower() + f"x{B}")
-        if node.op_type == "Softmax" and int(attrs.get("axis", -1)) not in (-1, len(first.aff.shape)):
-            raise CompactError("a grouped Softmax over another axis than the last")
+        if node.op_type == "Softmax":
+            # the stacked tensor [B, N, K] has one more axis: the last is named -1 in both
+            if int(attrs.get("axis", -1)) not in (-1, len(first.aff.shape)):
+                raise CompactError("a grouped Softmax over another axis than the last")
+            attrs["axis"] = -1
         self.nodes.append(helper.make_node(node.op_type, [x], [gname], **attrs))
         grp = Group(gname, B)
         for j, sm in enumerate(members):

@@ -236,7 +236,7 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": name, "description": description,
             "input": spec.manifest(),
             "trunk": {"file": "trunk.onnx", "sha256": sha256_file(tmp / "trunk.onnx"),
-                      "input": {"name": "x", "shape": [-1, spec.num_channels, 16, 16]},
+                      "input": {"name": "x", "shape": spec.x_shape()},
                       "output": {"name": "features", "shape": fshape}},
             "stages": [],
             "data_files": [{"file": DATA_FILE, "sha256": sha256_file(tmp / DATA_FILE)}] if has_data else [],
@@ -325,7 +325,7 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
     for s, d in diffs.items():
         if not d <= tol:
             raise ExportError(f"{FUSED_FILE}: output {s}: onnxruntime vs PyTorch max abs diff {d:.3g} > {tol}")
-    inputs = [{"name": "x", "source": "block", "shape": [-1, spec.num_channels, 16, 16]}]
+    inputs = [{"name": "x", "source": "block", "shape": spec.x_shape()}]
     if spec.num_side:
         inputs.append({"name": "side", "source": "side", "shape": [-1, spec.num_side]})
     manifest = {

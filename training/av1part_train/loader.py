@@ -199,12 +199,16 @@ class BlockDataset(torch.utils.data.Dataset):
             ft[pos] = np.asarray(self.shards[s].arr["meta"]["frame_type"])[self.rows[pos]]
         return {"sequence": seq, "cpu_used": cpu, "intra": is_intra_frame_type(ft)}
 
-    def batch(self, idx) -> dict:
-        idx = np.asarray(idx, dtype=np.int64)
-        a = self.arrays(idx)
+    def tensors(self, a: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The ``x`` and ``side`` tensors (the dataset's input spec) of raw arrays from ``arrays``."""
         x = build_x(self.spec, a["y"], a["u"], a["v"], a["prev_y"], a["bit_depth"], a["has_prev"])
         side = build_side(self.spec, a["base_qindex"], is_intra_frame_type(a["frame_type"]), a["has_prev"],
                           a["cpu_used"])
+        return x, side
+
+    def batch(self, idx) -> dict:
+        idx = np.asarray(idx, dtype=np.int64)
+        x, side = self.tensors(self.arrays(idx))
         return {"x": torch.from_numpy(x), "side": torch.from_numpy(side),
                 "y": torch.from_numpy(self.targets[idx]), "label10": torch.from_numpy(self.labels10[idx])}
 

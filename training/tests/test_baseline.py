@@ -55,11 +55,11 @@ def test_a_bundles_probabilities_join_the_features(synth_dataset):
     from av1part_train.baseline import dataset_features
     from av1part_train.loader import BlockDataset
     from av1part_train.reference import ReferenceBundle
-    from av1part_train.tensor import InputSpec
     bundle = Path(__file__).resolve().parents[2] / "onnx" / "test-fused"
-    ds = BlockDataset(synth_dataset, "test", InputSpec.create(("y",)), stage="stage1", require_all_classes=False)
+    ref = ReferenceBundle(bundle)
+    ds = BlockDataset(synth_dataset, "test", ref.spec, stage="stage1", require_all_classes=False)
     plain = dataset_features(ds)
-    both = dataset_features(ds, bundle=ReferenceBundle(bundle), stage="stage1")
+    both = dataset_features(ds, bundle=ref, stage="stage1")
     assert both.shape == (plain.shape[0], plain.shape[1] + 2)
     np.testing.assert_array_equal(both[:, :plain.shape[1]], plain)
     # the two appended columns are log probabilities of one softmax

@@ -144,3 +144,25 @@ def test_an_op_of_two_inputs_that_is_not_affine_is_refused():
                [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])])
     with pytest.raises(CompactError, match="pick"):
         compact_model(m)
+
+
+def test_stacked_softmaxes_keep_their_axis():
+    """Two softmaxes of the same form that are not outputs (an ensemble's members)
+    are stacked into [2, N, K]; axis=1 of the original [N, K] must stay the class axis."""
+    rng = np.random.default_rng(3)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    inits = {"W0": f(6, 8), "A0": f(8, 4), "c0": f(4), "A1": f(8, 4), "c1": f(4), "half": np.float32([0.5])}
+    nodes = [helper.make_node("MatMul", ["x", "W0"], ["m0"]), helper.make_node("Relu", ["m0"], ["h"])]
+    for i in range(2):
+        nodes += [helper.make_node("Gemm", ["h", f"A{i}", f"c{i}"], [f"l{i}"]),
+                  helper.make_node("Softmax", [f"l{i}"], [f"p{i}"], axis=1)]
+    nodes += [helper.make_node("Add", ["p0", "p1"], ["ps"]), helper.make_node("Mul", ["ps", "half"], ["out"])]
+    m = _model(nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+               [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])])
+    c = compact_model(m)
+    assert any(n.op_type == "Softmax" for n in c.graph.node)
+    inits_c = {t.name: t for t in c.graph.initializer}
+    assert any(n.op_type == "MatMul" and n.input[1] in inits_c and len(inits_c[n.input[1]].dims) == 3
+               for n in c.graph.node)
+    x = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run(m, {"x": x})[0], _run(c, {"x": x})[0], rtol=1e-5, atol=1e-6)
