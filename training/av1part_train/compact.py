@@ -443,8 +443,11 @@ class _Compactor:
             by_sig.setdefault(self._signature(sm), []).append(sm)
         out = []
         for sig, members in by_sig.items():
-            if not self.group or sig[0] == "output" or len(members) == 1 or sig[5] or not (sig[0] in ELEMENTWISE or len(sig[2]) == 1):
-                out.extend([m] for m in members)    # graph outputs keep their own node
+            # sig: (op, attrs, shape, terms, has bias, is a graph output), or ("output", name)
+            stackable = (self.group and len(members) > 1 and sig[0] != "output" and not sig[5]
+                         and (sig[0] in ELEMENTWISE or len(sig[2]) == 1))
+            if not stackable:                   # graph outputs keep their own node
+                out.extend([m] for m in members)
                 continue
             gkeys = [k for (k, _, _) in sig[3] if k[0] == "g"]
             if gkeys:
