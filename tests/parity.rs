@@ -87,9 +87,10 @@ fn check_with_margin(
 }
 
 /// Every bundle under `onnx/` that carries a golden set: the fixed-seed
-/// test bundles (schema 1, the fused schema 2, and `test-cells`: test-fused
-/// compacted, taking the cells layout) and the trained `fast`
-/// and `default` bundles.
+/// test bundles (schema 1, the fused schema 2, `test-cells`: test-fused
+/// compacted, taking the cells layout, and `test-stats`: heads that also see
+/// block statistics computed in the graph) and the trained `fast` and
+/// `default` bundles.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(common::root().join("onnx"))
         .unwrap()
@@ -101,6 +102,7 @@ fn bundles_with_golden() -> Vec<std::path::PathBuf> {
         "test-tiny",
         "test-fused",
         "test-cells",
+        "test-stats",
         "test-preset",
         "fast",
         "default",

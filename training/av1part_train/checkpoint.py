@@ -41,6 +41,7 @@ def model_args(model: StageModel, cfg) -> dict:
         "head_hidden": [m.out_features for m in model.head.mlp if isinstance(m, torch.nn.Linear)],
         "head_dropout": list(cfg.head_dropout), "bn_mode": model.bn_mode,
         "arch_kwargs": dict(model.arch_kwargs), "pool": model.pool,
+        "block_stats": model.block_stats_cfg,
     }
 
 

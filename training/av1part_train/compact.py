@@ -42,7 +42,11 @@ import numpy as np
 
 AFFINE_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "MatMul", "Gemm",
               "Add", "Sub", "Mul", "Div", "Concat", "Neg"}
-ELEMENTWISE = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Softplus"}
+ELEMENTWISE = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Softplus", "Abs", "Log", "Exp"}
+# Inside the stem (copied as exported, up to its first nonlinearity) these also keep the
+# stem going: a channel picked by Gather or Slice, a product of two stem tensors (a square,
+# for a variance) are not affine but need no affine form there.
+STEM_OPS = AFFINE_OPS | {"Gather", "Slice", "ReduceSum", "ReduceMean"}
 
 
 class CompactError(ValueError):
@@ -216,7 +220,7 @@ class _Compactor:
         if others:
             raise CompactError(f"{node.name or node.op_type}: mixes the stem with {others}")
         self.verbatim_nodes.append(node)
-        if node.op_type in AFFINE_OPS:
+        if node.op_type in STEM_OPS:
             for o in node.output:
                 self.verbatim.add(o)
         else:                                # the stem's first nonlinearity: a source from here on

@@ -41,6 +41,7 @@ class TrainConfig:
     bn_mode: str = "eval"               # frozen backbone BN: eval (frozen stats) | train
     head_hidden: Optional[list] = None  # None: the arch's default (resnet18: [256, 128])
     head_dropout: list = field(default_factory=lambda: [0.1, 0.2])
+    block_stats: bool = False           # heads also see the block statistics (layers/block_stats.py)
     ensemble_k: int = 1                 # stage3_ab: k specialists (seeds seed..seed+k-1)
     unfreeze_epoch: int = 2             # finetune mode: epochs with the backbone frozen first
     stage1_ckpt: str = ""               # stage2/3: the Stage 1 checkpoint

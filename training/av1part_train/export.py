@@ -155,6 +155,8 @@ def export_bundle(out_dir, spec: InputSpec, stages: dict[str, Sequence[StageMode
     stage1 = stages[ROOT][0]
     if fused is None:
         fused = bool(model_cfg(stage1.arch).get("fused", False))
+    if not fused and any(m.block_stats_cfg is not None for s in STAGE_ORDER for m in stages[s]):
+        raise ExportError("heads with block statistics read the block tensor: only a fused bundle holds them")
     trunk_sd = {k: v for k, v in stage1.backbone.state_dict().items() if k.split(".")[0] in ("stem", "layer1", "layer2")}
     for s in STAGE_ORDER:
         for m in stages[s]:

@@ -193,7 +193,8 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
         "arch", "stem", "width_mult", "mode", "adapter", "adapter_reduction", "adapter_bottleneck", "bn_mode",
         "loss", "gamma", "beta", "lr", "lr_adapter", "lr_head", "weight_decay", "batch_size", "epochs",
         "seed", "balanced_sampling", "exclude_edge", "ensemble_k")} | {
-        "epoch": cks[s]["epoch"], "val_macro_f1": cks[s]["metric"], "checkpoint_sha256": sha256_file(ckpts[s])}
+        "epoch": cks[s]["epoch"], "val_macro_f1": cks[s]["metric"], "checkpoint_sha256": sha256_file(ckpts[s]),
+        "block_stats": stages[s][0].block_stats.names if stages[s][0].block_stats_cfg else None}
         for s in STAGE_ORDER},
         "stage1_sha256": sha256_file(ckpts["stage1"]), "train_class_counts": {s: cks[s]["class_counts"] for s in STAGE_ORDER}}
     val_metrics = {s: {"macro_f1": cks[s]["metric"]} for s in STAGE_ORDER}

@@ -50,10 +50,12 @@ def randomize_(module: nn.Module, g: torch.Generator):
 
 
 def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TEST_SPEC, ab_members: int = 2,
-                         stem: str = "small"):
+                         stem: str = "small", block_stats: bool = False):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initialisers not covered by randomize_ draw from the global RNG
-    kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem=stem)
+    kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem=stem,
+              block_stats={"channels": list(spec.channels), "mean": list(spec.mean), "std": list(spec.std)}
+              if block_stats else None)
     s1 = StageModel("stage1", mode="full", **kw)
     randomize_(s1, g)
     stages = {"stage1": [s1]}
@@ -63,6 +65,8 @@ def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TE
             m = StageModel(s, mode="adapter", backbone=copy.deepcopy(s1.backbone), **kw)
             randomize_(m.adapters, g)
             randomize_(m.head, g)
+            if block_stats:
+                randomize_(m.stats_norm, g)
             members.append(m)
         stages[s] = members
     return stages
@@ -99,6 +103,10 @@ TEST_BUNDLES = {
                   "description": "fixed-seed tiny test bundle for parity tests (random weights)"},
     "test-fused": {"arch": "blocknet8", "stem": "patch4", "fused": True,
                    "description": "fixed-seed fused BlockNet test bundle for parity tests (random weights)"},
+    # heads that also see the block statistics computed in the graph (layers/block_stats.py),
+    # compacted to the cells layout like the shipped bundles
+    "test-stats": {"arch": "blocknet8", "stem": "patch4", "fused": True, "block_stats": True,
+                   "description": "fixed-seed fused BlockNet test bundle with block statistics (random weights)"},
     # the encoder preset as a side input (input.presets [1, 3]); its golden set is at preset 1
     "test-preset": {"arch": "tiny", "stem": "small", "fused": False, "presets": (1, 3),
                     "description": "fixed-seed tiny test bundle taking cpu_used (random weights)"},
@@ -112,10 +120,12 @@ def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48, kind: str = "te
         from dataclasses import replace
         spec = replace(spec, side_features=spec.side_features + ("cpu_used",), presets=tuple(tb["presets"]))
     blocks = synthetic_golden_blocks(n_golden, seed)
-    stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"], spec=spec)
+    stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"], spec=spec,
+                                  block_stats=tb.get("block_stats", False))
     calibrate_heads_(stages, spec, blocks)
     recipe = {"kind": "test-bundle", "arch": tb["arch"], "stem": tb["stem"], "seed": seed,
-              "weights": "seeded random (av1part_train.testbundle), not trained", "adapter": "conv", "ab_members": 2}
+              "weights": "seeded random (av1part_train.testbundle), not trained", "adapter": "conv", "ab_members": 2,
+              **({"block_stats": True} if tb.get("block_stats") else {})}
     # pick a nonzero skip_below that skips some stage runs and is not close to any mass
     last = None
     for sb in (0.3, 0.25, 0.35, 0.2, 0.4, 0.15, 0.45, 0.1):

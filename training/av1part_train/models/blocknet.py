@@ -41,6 +41,7 @@ import math
 import torch
 import torch.nn as nn
 
+from ..layers.block_stats import patchify
 from .registry import register_model
 
 GRID = 4            # cells per side
@@ -168,7 +169,7 @@ class CellBlock(nn.Module):
 
 
 class CellStem(nn.Module):
-    """[N, Cin, 16, 16] -> [N, 16, C]: each 4x4 cell's samples -> features."""
+    """[N, Cin, 16, 16] (or its cell-major view) -> [N, 16, C]: each 4x4 cell's samples -> features."""
 
     def __init__(self, in_chans: int, width: int):
         super().__init__()
@@ -177,8 +178,10 @@ class CellStem(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x):
-        cells = x.reshape(-1, self.in_chans, GRID, 4, GRID, 4).permute(0, 2, 4, 1, 3, 5)
-        return self.relu(self.lin(cells.reshape(-1, CELLS, self.in_chans * 16)))
+        """``x``: planar ``[N, Cin, 16, 16]``, or already cell-major ``[N, 16, Cin * 16]``
+        (a fused graph that also computes block statistics builds the view once)."""
+        cells = patchify(x, self.in_chans) if x.dim() == 4 else x
+        return self.relu(self.lin(cells))
 
 
 class BlockNetBackbone(nn.Module):

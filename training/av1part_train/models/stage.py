@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..layers import MLPHead, create_adapter
+from ..layers import BlockStats, MLPHead, create_adapter, patchify
 from .registry import create_model, model_cfg
 
 # The hierarchy: stage -> classes (name, leaf partition or next stage) and the
@@ -122,6 +122,10 @@ class StageModel(nn.Module):
       * "adapter"  : backbone frozen + adapters on ``adapter_layers``
     bn_mode ("eval" | "train"): for a frozen backbone, whether its BatchNorm
     layers stay in eval mode (default; notes 04) while the rest trains.
+    block_stats ({"channels", "mean", "std"} of the input spec, or None): the
+    head also sees the block statistics of ``layers.block_stats`` computed
+    from the block tensor, each normalised by a BatchNorm of this stage's
+    head (trainable in every mode: it is not part of the frozen backbone).
     """
 
     def __init__(self, stage: str, arch: str, in_chans: int, num_side: int = 0, stem: str = "imagenet",
@@ -129,7 +133,7 @@ class StageModel(nn.Module):
                  adapter_bottleneck: int = 64, adapter_layers: Sequence[str] = ("layer3", "layer4"),
                  head_hidden: Sequence[int] | None = None, head_dropout: Sequence[float] | float = (0.1, 0.2),
                  bn_mode: str = "eval", arch_kwargs: dict | None = None, backbone: nn.Module | None = None,
-                 pool: str | None = None):
+                 pool: str | None = None, block_stats: dict | None = None):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
@@ -159,8 +163,19 @@ class StageModel(nn.Module):
                 self.adapters[name] = create_adapter(adapter, ch, reduction=adapter_reduction,
                                                      bottleneck=adapter_bottleneck,
                                                      layout=getattr(self.backbone, "layout", "nchw"))
-        self.head = MLPHead(self.backbone.num_features * POOL_FACTOR[self.pool], self.num_classes, hidden=head_hidden,
-                            dropout=head_dropout, num_side=num_side)
+        self.block_stats_cfg = None if block_stats is None else {
+            "channels": list(block_stats["channels"]), "mean": [float(v) for v in block_stats["mean"]],
+            "std": [float(v) for v in block_stats["std"]]}
+        n_stats = 0
+        if block_stats is not None:
+            if len(self.block_stats_cfg["channels"]) != in_chans:
+                raise ValueError(f"block_stats names {len(self.block_stats_cfg['channels'])} channels, "
+                                 f"the model takes {in_chans}")
+            self.block_stats = BlockStats(**self.block_stats_cfg)
+            n_stats = self.block_stats.num_features
+            self.stats_norm = nn.BatchNorm1d(n_stats)
+        self.head = MLPHead(self.backbone.num_features * POOL_FACTOR[self.pool] + n_stats, self.num_classes,
+                            hidden=head_hidden, dropout=head_dropout, num_side=num_side)
         self.num_side = num_side
         if mode != "full":
             for p in self.backbone.parameters():
@@ -193,11 +208,28 @@ class StageModel(nn.Module):
     def forward_features(self, x):
         return self.forward_deep(self.forward_trunk(x))
 
-    def forward_head(self, h, side=None, pre_logits: bool = False):
-        return self.head(pool_features(h, self.pool), side, pre_logits=pre_logits)
+    def compute_stats(self, x):
+        """The raw block statistics of ``x`` (planar or cell-major), or None without them."""
+        if self.block_stats_cfg is None:
+            return None
+        return self.block_stats(patchify(x, self.backbone.in_chans) if x.dim() == 4 else x)
+
+    def forward_head(self, h, side=None, pre_logits: bool = False, stats=None):
+        pooled = pool_features(h, self.pool)
+        if self.block_stats_cfg is not None:
+            if stats is None:
+                raise ValueError("this head needs the block statistics (compute_stats of the block tensor)")
+            bn = self.stats_norm
+            if bn.training:
+                z = bn(stats)
+            else:   # exported as Mul + Add (an affine map `compact` folds into the head's first layer)
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                z = stats * scale + (bn.bias - bn.running_mean * scale)
+            pooled = torch.cat([pooled, z], dim=1)
+        return self.head(pooled, side, pre_logits=pre_logits)
 
     def forward(self, x, side=None):
-        return self.forward_head(self.forward_features(x), side)
+        return self.forward_head(self.forward_features(x), side, stats=self.compute_stats(x))
 
     def get_classifier(self):
         return self.head.fc
@@ -225,7 +257,8 @@ class StageModel(nn.Module):
             if not p.requires_grad:
                 continue
             key = n.split(".", 1)[0]
-            groups["adapter" if key == "adapters" else key].append(p)
+            # the statistics' normalisation is part of the head
+            groups[{"adapters": "adapter", "stats_norm": "head"}.get(key, key)].append(p)
         return groups
 
 
@@ -262,10 +295,23 @@ class FusedExport(nn.Module):
                                                    (temperatures or {}).get(s, 1.0))
                                     for s in self.order})
 
+        # block statistics: computed once from the cell-major view, which a BlockNet
+        # trunk then reads too (one patchify in the graph; `compact --layout cells` removes it)
+        cfgs = [m.block_stats_cfg for s in self.order for m in stages[s] if m.block_stats_cfg is not None]
+        if any(c != cfgs[0] for c in cfgs):
+            raise ValueError("the stages' block statistics differ (they must come from one input spec)")
+        self.stats = BlockStats(**cfgs[0]) if cfgs else None
+
     def forward(self, x, side=None):
-        feats = self.stage1.forward_trunk(x)
+        trunk_in, stats = x, None
+        if self.stats is not None:
+            cells = patchify(x, self.stage1.backbone.in_chans)
+            stats = self.stats(cells)
+            if getattr(self.stage1.backbone, "layout", "nchw") == "cells":
+                trunk_in = cells
+        feats = self.stage1.forward_trunk(trunk_in)
         h3 = self.stage1.backbone.layer3(feats) if self.share_layer3 else None
-        return tuple(self.heads[s].from_trunk(feats, side, h3) for s in self.order)
+        return tuple(self.heads[s].from_trunk(feats, side, h3, stats) for s in self.order)
 
 
 class StageExport(nn.Module):
@@ -295,13 +341,14 @@ class StageExport(nn.Module):
     def forward(self, features, side=None):
         return self.from_trunk(features, side, None)
 
-    def from_trunk(self, features, side=None, h3=None):
+    def from_trunk(self, features, side=None, h3=None, stats=None):
         """Probabilities from the trunk features; ``h3``, when given, is the
-        shared frozen layer3 output (so layer3 is not recomputed)."""
+        shared frozen layer3 output (so layer3 is not recomputed); ``stats``
+        the raw block statistics, for heads that take them."""
         probs = None
         for m in self.members:
             h = m.forward_deep(features) if h3 is None else m.forward_after_layer3(h3)
-            logits = m.forward_head(h, side)
+            logits = m.forward_head(h, side, stats=stats)
             if self.inv_temperature != 1.0:
                 logits = logits * self.inv_temperature
             if self.logit_shift.numel():
