@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import PARTITION_NAMES
+from .augment import MODES as AUGMENT_MODES, augment_arrays
 from .models.stage import LABEL_MAPS, STAGES, stage_classes
 from .tensor import InputSpec, build_side, build_x, is_intra_frame_type
 
@@ -110,7 +111,10 @@ class BlockDataset(torch.utils.data.Dataset):
 
     def __init__(self, root, split: str, spec: InputSpec, stage: str | None = "stage1",
                  exclude_edge: bool = False, max_blocks: int | None = None, seed: int = 0,
-                 require_all_classes: bool = True):
+                 require_all_classes: bool = True, augment: str = "none"):
+        if augment not in AUGMENT_MODES:
+            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+        self.augment = augment
         self.roots = dataset_roots(root)
         self.root = self.roots[0]
         self.split, self.spec, self.stage = split, spec, stage
@@ -129,6 +133,7 @@ class BlockDataset(torch.utils.data.Dataset):
         names = stage_classes(stage) if stage else list(PARTITION_NAMES)
         self.class_names = names
         lut = np.asarray(LABEL_MAPS[stage] if stage else list(range(10)), dtype=np.int64)
+        self.lut = lut
         sid, rows, tgt, lab10 = [], [], [], []
         for i, sh in enumerate(self.shards):
             lab = np.asarray(sh.arr["labels"]).astype(np.int64)
@@ -208,9 +213,15 @@ class BlockDataset(torch.utils.data.Dataset):
 
     def batch(self, idx) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
-        x, side = self.tensors(self.arrays(idx))
+        a, lab10, y = self.arrays(idx), self.labels10[idx], self.targets[idx]
+        if self.augment != "none":
+            # torch's generator: seeded by seed_everything, and per DataLoader worker
+            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
+            a, lab10 = augment_arrays(a, lab10, self.augment, rng)
+            y = self.lut[lab10]   # a symmetry keeps the stage (a RECT stays RECT, an AB stays AB)
+        x, side = self.tensors(a)
         return {"x": torch.from_numpy(x), "side": torch.from_numpy(side),
-                "y": torch.from_numpy(self.targets[idx]), "label10": torch.from_numpy(self.labels10[idx])}
+                "y": torch.from_numpy(y), "label10": torch.from_numpy(lab10)}
 
     # torch DataLoader: batched fetching
     def __getitems__(self, indices):

@@ -96,6 +96,7 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
     from .models.stage import LABEL_MAPS
     P = res.probabilities
     n = len(labels10)
+    priors = {st["name"]: np.asarray(st["prior"], np.float64) for st in manifest["stages"]}
     casc = cascade_metrics(res, labels10, manifest)
     casc["nll"] = _nll(P, labels10)
     per_stage = {}
@@ -106,7 +107,9 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
             m = classification_metrics(res.stage_probs[s][sel], t[sel], stage_classes(s))
             m["nll"] = _nll(res.stage_probs[s][sel], t[sel])
             m["n"] = int(sel.sum())
-            per_stage[s] = m if full else {k: m[k] for k in ("macro_f1", "accuracy", "ece", "nll", "n")}
+            m["macro_f1_balanced"] = _balanced_macro_f1(res.stage_probs[s][sel], t[sel], priors[s], stage_classes(s))
+            per_stage[s] = m if full else {k: m[k] for k in ("macro_f1", "macro_f1_balanced", "accuracy", "ece",
+                                                             "nll", "n")}
     gm = prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), greedy, 10), PARTITION_NAMES)
     out = {"n": int(n),
            "cascade": casc if full else {k: casc[k] for k in ("accuracy", "macro_f1", "ece", "nll")},
@@ -119,6 +122,19 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
     if full:
         out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
     return out
+
+
+def _balanced_macro_f1(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, names) -> float:
+    """Macro F1 of the decision argmax p(c) / prior(c): for probabilities that
+    follow the training prior (a calibrated bundle), the class that gained
+    most over its prior; the rule that suits a class-averaged score (a plain
+    argmax of calibrated probabilities favours the frequent class). Classes
+    with prior 0 are never chosen."""
+    from .metrics import confusion_matrix, prf_from_confusion
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(prior > 0, np.asarray(probs, np.float64) / np.where(prior > 0, prior, 1.0), -np.inf)
+    pred = score.argmax(1)
+    return float(prf_from_confusion(confusion_matrix(np.asarray(y, np.int64), pred, len(names)), names)["macro_f1"])
 
 
 def _nll(probs: np.ndarray, y: np.ndarray) -> float:
@@ -194,7 +210,8 @@ def export_from_checkpoints(ckpts: dict[str, str], out: str, name: str, data: st
         "loss", "gamma", "beta", "lr", "lr_adapter", "lr_head", "weight_decay", "batch_size", "epochs",
         "seed", "balanced_sampling", "exclude_edge", "ensemble_k")} | {
         "epoch": cks[s]["epoch"], "val_macro_f1": cks[s]["metric"], "checkpoint_sha256": sha256_file(ckpts[s]),
-        "block_stats": stages[s][0].block_stats.names if stages[s][0].block_stats_cfg else None}
+        "block_stats": stages[s][0].block_stats.names if stages[s][0].block_stats_cfg else None,
+        "augment": cks[s]["config"].get("augment", "none")}
         for s in STAGE_ORDER},
         "stage1_sha256": sha256_file(ckpts["stage1"]), "train_class_counts": {s: cks[s]["class_counts"] for s in STAGE_ORDER}}
     val_metrics = {s: {"macro_f1": cks[s]["metric"]} for s in STAGE_ORDER}
@@ -261,7 +278,8 @@ def _compact_test(t: dict) -> dict:
             "stage_nll": {s: m["nll"] for s, m in t["stages"].items()},
             "per_class_f1": {k: v["f1"] for k, v in c["per_class"].items()},
             "errors_enter_at": {k: v["share_of_errors"] for k, v in c["errors_enter_at"].items()},
-            "stage_macro_f1": {s: m["macro_f1"] for s, m in t["stages"].items()}}
+            "stage_macro_f1": {s: m["macro_f1"] for s, m in t["stages"].items()},
+            "stage_macro_f1_balanced": {s: m["macro_f1_balanced"] for s, m in t["stages"].items()}}
 
 
 def _dataset_identity(data) -> dict:

@@ -100,7 +100,7 @@ def train_member(cfg: TrainConfig, info: DistInfo, out: Path, member: int = 0) -
     names = stage_classes(cfg.stage)
     k = len(names)
     train_ds = BlockDataset(cfg.data, "train", spec, cfg.stage, cfg.exclude_edge, cfg.train_max_blocks, seed=cfg.seed,
-                            require_all_classes=not cfg.allow_missing_classes)
+                            require_all_classes=not cfg.allow_missing_classes, augment=cfg.augment)
     val_ds = BlockDataset(cfg.data, "val", spec, cfg.stage, cfg.exclude_edge, cfg.val_max_blocks, seed=cfg.seed,
                           require_all_classes=False)
     torch.manual_seed(seed)  # the same initial weights on every rank

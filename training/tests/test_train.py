@@ -152,6 +152,7 @@ def test_export_and_evaluate_from_checkpoints(tiny_hierarchy, synth_dataset, tmp
     for key in ("sequence", "cpu_used", "frame"):
         assert sum(v["n"] for v in bd[key].values()) == r["n"]
     assert set(bd["frame"]) <= {"key", "inter"} and r["cascade"]["nll"] > 0
+    assert all(0 <= v["macro_f1_balanced"] <= 1 for v in r["stages"].values())
     # torch and the exported bundle agree block by block on the test split
     from av1part_train.loader import BlockDataset
     ref = ReferenceBundle(tmp_path / "bundle")
@@ -228,3 +229,20 @@ def test_eval_seeds_pairs_the_seeds(tmp_path):
     assert "-0.100 (0/3 >0) |" in t
     with pytest.raises(ValueError):
         seed_table(a, b[:2], "3")
+
+
+def test_the_balanced_decision_divides_by_the_prior():
+    from av1part_train.pipeline import _balanced_macro_f1
+    # calibrated-looking probabilities: the frequent class 0 always has the larger p,
+    # but class 1 rises well above its prior exactly on its own blocks
+    y = np.array([0] * 8 + [1] * 2)
+    p1 = np.where(y == 1, 0.45, 0.05)
+    probs = np.stack([1 - p1, p1], 1)
+    prior = np.array([0.8, 0.2])
+    assert _balanced_macro_f1(probs, y, prior, ["a", "b"]) == pytest.approx(1.0)
+    # the plain argmax never picks class 1: macro F1 of (8/9-ish, 0)
+    from av1part_train.metrics import confusion_matrix, prf_from_confusion
+    plain = prf_from_confusion(confusion_matrix(y, probs.argmax(1), 2), ["a", "b"])["macro_f1"]
+    assert plain < 0.5
+    # a class with prior 0 is never chosen
+    assert _balanced_macro_f1(probs, y, np.array([1.0, 0.0]), ["a", "b"]) == pytest.approx(plain)
