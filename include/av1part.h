@@ -234,6 +234,12 @@ enum Av1partPolicy
      * notes' rule); a stage that did not run contributes its prior.
      */
     AV1PART_POLICY_GREEDY = 1,
+    /**
+     * As `Greedy`, with each stage's values divided by its manifest prior:
+     * for calibrated bundles, the rule that suits a class-averaged score
+     * (docs/CONTRACTS.md, "Decision policies").
+     */
+    AV1PART_POLICY_BALANCED = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

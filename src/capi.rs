@@ -72,6 +72,10 @@ pub enum Av1partPolicy {
     /// Down the tree, the most probable class of each stage (the research
     /// notes' rule); a stage that did not run contributes its prior.
     Greedy = 1,
+    /// As `Greedy`, with each stage's values divided by its manifest prior:
+    /// for calibrated bundles, the rule that suits a class-averaged score
+    /// (docs/CONTRACTS.md, "Decision policies").
+    Balanced = 2,
 }
 
 /// Frame type (values of `Av1partBlock.frame_type` / `Av1partFrame.frame_type`).
@@ -670,9 +674,10 @@ pub unsafe extern "C" fn av1part_context_new(
             policy: match c.decision_policy {
                 0 => crate::Policy::Flat,
                 1 => crate::Policy::Greedy,
+                2 => crate::Policy::Balanced,
                 p => {
                     return Err(Error::invalid(format!(
-                        "decision_policy {p} is not 0 (flat) or 1 (greedy)"
+                        "decision_policy {p} is not 0 (flat), 1 (greedy) or 2 (balanced)"
                     )))
                 }
             },
@@ -901,6 +906,7 @@ pub unsafe extern "C" fn av1part_context_decision_policy(ctx: *const Av1partCont
         ctx_ref(ctx).map_or(-1, |c| match c.ctx.policy() {
             crate::Policy::Flat => Av1partPolicy::Flat as i32,
             crate::Policy::Greedy => Av1partPolicy::Greedy as i32,
+            crate::Policy::Balanced => Av1partPolicy::Balanced as i32,
         })
     })
 }

@@ -9,6 +9,8 @@
 //! * `flat`: the argmax of the ten decision values (the cascade's partition).
 //! * `greedy`: down the tree, the most probable class of each stage (a
 //!   stage that did not run contributes its prior's argmax).
+//! * `balanced`: as `greedy`, with each stage's values divided by its prior
+//!   (for calibrated bundles: the rule for a class-averaged score).
 //! * prune set for a target recall `r`: the fewest partitions, by decreasing
 //!   decision value, whose values add up to at least `r` (always at least
 //!   the most probable one).
@@ -27,6 +29,8 @@ pub enum Policy {
     Flat,
     /// Argmax at each stage, down the tree.
     Greedy,
+    /// Argmax of value / prior at each stage, down the tree.
+    Balanced,
 }
 
 /// The stage's probabilities for decisions: rounded outputs if it ran,
@@ -72,12 +76,30 @@ pub(crate) fn argmax(v: &[f64]) -> usize {
     best
 }
 
-/// The partition the greedy policy picks.
-pub(crate) fn greedy(bundle: &Bundle, grid: u32, p: &Prediction) -> u8 {
+/// A stage's values divided by its prior, for the balanced policy: a class
+/// with prior 0 scores -inf (never chosen); a stage that did not run keeps
+/// its prior (so it contributes the prior's argmax, as in `greedy`).
+fn balanced_scores(bundle: &Bundle, grid: u32, p: &Prediction, s: usize) -> Vec<f64> {
+    let vals = stage_values(bundle, grid, p, s);
+    if p.stages_run & (1 << s) == 0 {
+        return vals;
+    }
+    vals.iter()
+        .zip(&bundle.stages[s].prior)
+        .map(|(&v, &q)| if q > 0.0 { v / q } else { f64::NEG_INFINITY })
+        .collect()
+}
+
+/// The partition the greedy (or, with `balanced`, the balanced) policy picks.
+pub(crate) fn greedy(bundle: &Bundle, grid: u32, p: &Prediction, balanced: bool) -> u8 {
     let mut s = bundle.root;
     // The tree is finite and acyclic (checked at load); bound the walk anyway.
     for _ in 0..=bundle.stages.len() {
-        let vals = stage_values(bundle, grid, p, s);
+        let vals = if balanced {
+            balanced_scores(bundle, grid, p, s)
+        } else {
+            stage_values(bundle, grid, p, s)
+        };
         match bundle.stages[s].classes[argmax(&vals)].target {
             Target::Leaf(l) => return l,
             Target::Stage(t) => s = t,
@@ -90,7 +112,8 @@ pub(crate) fn greedy(bundle: &Bundle, grid: u32, p: &Prediction) -> u8 {
 pub(crate) fn partition(bundle: &Bundle, grid: u32, policy: Policy, p: &Prediction) -> u8 {
     match policy {
         Policy::Flat => argmax(&decision_values(bundle, grid, p)) as u8,
-        Policy::Greedy => greedy(bundle, grid, p),
+        Policy::Greedy => greedy(bundle, grid, p, false),
+        Policy::Balanced => greedy(bundle, grid, p, true),
     }
 }
 

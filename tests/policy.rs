@@ -1,4 +1,4 @@
-//! Decision policies (flat, greedy) and prune sets for a target recall,
+//! Decision policies (flat, greedy, balanced) and prune sets for a target recall,
 //! checked against a direct computation from each prediction's stage rows.
 
 mod common;
@@ -75,6 +75,45 @@ fn greedy_follows_the_most_probable_class_down_the_tree() {
     assert!(
         differ > 0,
         "flat and greedy never differ: the test cannot tell them apart"
+    );
+}
+
+#[test]
+fn balanced_divides_each_stage_by_its_prior_down_the_tree() {
+    let greedy = ctx(Policy::Greedy);
+    let balanced = ctx(Policy::Balanced);
+    assert_eq!(balanced.policy(), Policy::Balanced);
+    let (pg, pb) = (predict(&greedy, 300), predict(&balanced, 300));
+    let st = balanced.stages();
+    let mut differ = 0;
+    for (a, b) in pg.iter().zip(&pb) {
+        assert_eq!(a.probabilities, b.probabilities);
+        let mut s = balanced.root_stage();
+        let want = loop {
+            let k = st[s].classes.len();
+            let row: Vec<f64> = (0..k)
+                .map(|i| {
+                    let q = st[s].prior[i];
+                    if q > 0.0 {
+                        rounded(b.stage_probabilities[s][i]) / q
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            let best = (0..k).fold(0, |bi, i| if row[i] > row[bi] { i } else { bi });
+            match (st[s].classes[best].partition, st[s].classes[best].next) {
+                (Some(l), _) => break l as i32,
+                (_, Some(t)) => s = t,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(b.partition, want);
+        differ += usize::from(a.partition != b.partition);
+    }
+    assert!(
+        differ > 0,
+        "greedy and balanced never differ: the test cannot tell them apart"
     );
 }
 

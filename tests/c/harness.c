@@ -1208,13 +1208,20 @@ static void test_decision_grid(void) {
     av1part_context_free(&c);
 }
 
-/* Policies and prune sets: greedy is validated and reported; a prune set
+/* Policies and prune sets: greedy and balanced are validated and reported; a prune set
  * holds the partition, grows with the target, and refuses bad input. */
 static void test_policies(void) {
     Av1partConfig cfg = tiny_config();
     Av1partContext *c = NULL;
-    cfg.decision_policy = 2;
-    CHECK_STATUS_MSG(av1part_context_new(&cfg, &c), AV1PART_STATUS_INVALID_ARGUMENT, "policy 2", "decision_policy");
+    cfg.decision_policy = 3;
+    CHECK_STATUS_MSG(av1part_context_new(&cfg, &c), AV1PART_STATUS_INVALID_ARGUMENT, "policy 3", "decision_policy");
+    cfg.decision_policy = AV1PART_POLICY_BALANCED;
+    CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, "balanced context");
+    if (c) {
+        CHECK(av1part_context_decision_policy(c) == AV1PART_POLICY_BALANCED, "policy %d",
+              av1part_context_decision_policy(c));
+        av1part_context_free(&c);
+    }
     cfg.decision_policy = AV1PART_POLICY_GREEDY;
     cfg.skip_below = 0.0;
     CHECK_STATUS(av1part_context_new(&cfg, &c), AV1PART_STATUS_OK, "greedy context");

@@ -69,7 +69,8 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
     out = {"split": split, "n": len(ds), "skip_below": skip_below if skip_below is not None else
            ref.manifest["cascade"]["skip_below"]}
     prior_p = prior_leaf_distribution(ref.manifest)
-    greedy = greedy_partitions(ref.manifest, res.stage_probs)  # a Python loop: once, subsets index it
+    greedy = {"greedy": greedy_partitions(ref.manifest, res.stage_probs),   # once; subsets index them
+              "balanced": greedy_partitions(ref.manifest, res.stage_probs, balanced=True)}
     out.update(_block_metrics(ref.manifest, res, ds.labels10, prior_p, greedy, full=True))
     # the same, per test clip (sequence), per encoder preset and key vs inter frames
     g = ds.groups()
@@ -80,16 +81,16 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
         for v in sorted(set(vals.tolist()), key=str):
             m = vals == v
             breakdown[key][str(v)] = _block_metrics(ref.manifest, res.subset(m), ds.labels10[m], prior_p,
-                                                    greedy[m])
+                                                    {k: v[m] for k, v in greedy.items()})
     out["breakdown"] = breakdown
     return out
 
 
-def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarray, greedy: np.ndarray,
+def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarray, greedy: dict,
                    full: bool = False) -> dict:
     """Every figure the bundle is judged by, on one set of blocks: per-stage
     macro F1, ECE and NLL (blocks that reach the stage by their true label),
-    the ten probabilities' ECE and NLL, flat and greedy 10-way, top-k recall
+    the ten probabilities' ECE and NLL, flat, greedy and balanced 10-way, top-k recall
     against the prior list and the prune sets."""
     from . import PARTITION_NAMES
     from .metrics import confusion_matrix, prf_from_confusion
@@ -110,14 +111,15 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
             m["macro_f1_balanced"] = _balanced_macro_f1(res.stage_probs[s][sel], t[sel], priors[s], stage_classes(s))
             per_stage[s] = m if full else {k: m[k] for k in ("macro_f1", "macro_f1_balanced", "accuracy", "ece",
                                                              "nll", "n")}
-    gm = prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), greedy, 10), PARTITION_NAMES)
+    pol = {k: prf_from_confusion(confusion_matrix(np.asarray(labels10, np.int64), v, 10), PARTITION_NAMES)
+           for k, v in greedy.items()}
     out = {"n": int(n),
            "cascade": casc if full else {k: casc[k] for k in ("accuracy", "macro_f1", "ece", "nll")},
            "stages": per_stage,
            "topk_recall": topk_recall(P, labels10),
            "prior_topk_recall": topk_recall(np.tile(prior_p, (n, 1)), labels10),
            "policies": {"flat": {"accuracy": casc["accuracy"], "macro_f1": casc["macro_f1"]},
-                        "greedy": {"accuracy": gm["accuracy"], "macro_f1": gm["macro_f1"]},
+                        **{k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]} for k, v in pol.items()},
                         "prune": {str(r): prune_set_stats(P, labels10, r) for r in (0.8, 0.9, 0.95, 0.99)}}}
     if full:
         out["stage_run_fraction"] = {s: float(res.ran[s].mean()) for s in STAGE_ORDER}
@@ -143,25 +145,33 @@ def _nll(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(np.asarray(probs, np.float64)[np.arange(len(y)), y], 1e-12, None)).mean()) if len(y) else 0.0
 
 
-def greedy_partitions(manifest: dict, stage_probs: dict) -> np.ndarray:
+def greedy_partitions(manifest: dict, stage_probs: dict, balanced: bool = False) -> np.ndarray:
     """The greedy policy (docs/CONTRACTS.md): down the tree, each stage's most
     probable class (lowest index on a tie; a stage that did not run, NaN
-    rows, contributes its prior's argmax)."""
+    rows, contributes its prior's argmax). ``balanced``: the balanced policy,
+    each row that ran divided by the stage's prior first (prior 0: never)."""
     from . import PARTITION_INDEX
     stages = {s["name"]: s for s in manifest["stages"]}
+    pick = {}
+    for name, st in stages.items():
+        rows = np.asarray(stage_probs[name], np.float64)
+        prior = np.asarray(st["prior"], np.float64)
+        ran = ~np.isnan(rows).any(axis=1)
+        if balanced:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rows = np.where(prior > 0, rows / np.where(prior > 0, prior, 1.0), -np.inf)
+        pick[name] = np.where(ran, np.argmax(np.where(np.isnan(rows), -np.inf, rows), axis=1), int(np.argmax(prior)))
     n = len(next(iter(stage_probs.values())))
-    out = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        s = manifest["cascade"]["root"]
-        while True:
-            row = stage_probs[s][i]
-            if np.isnan(row).any():
-                row = np.asarray(stages[s]["prior"])
-            c = stages[s]["classes"][int(np.argmax(row))]
+    out = np.full(n, -1, dtype=np.int64)
+    todo = [(manifest["cascade"]["root"], np.arange(n))]
+    while todo:   # the tree is acyclic (checked at load)
+        s, idx = todo.pop()
+        for k, c in enumerate(stages[s]["classes"]):
+            sel = idx[pick[s][idx] == k]
             if "partition" in c:
-                out[i] = PARTITION_INDEX[c["partition"]]
-                break
-            s = c["next"]
+                out[sel] = PARTITION_INDEX[c["partition"]]
+            elif sel.size:
+                todo.append((c["next"], sel))
     return out
 
 
@@ -273,6 +283,7 @@ def _compact_test(t: dict) -> dict:
     return {"split": t["split"], "n": t["n"], "accuracy_10way": c["accuracy"], "macro_f1_10way": c["macro_f1"],
             "ece": c["ece"], "mce": c["mce"], "nll": c["nll"],
             "macro_f1_10way_greedy": t["policies"]["greedy"]["macro_f1"],
+            "macro_f1_10way_balanced": t["policies"]["balanced"]["macro_f1"],
             "topk_recall": t["topk_recall"], "prior_topk_recall": t["prior_topk_recall"],
             "stage_ece": {s: m["ece"] for s, m in t["stages"].items()},
             "stage_nll": {s: m["nll"] for s, m in t["stages"].items()},

@@ -68,6 +68,13 @@ def test_greedy_and_prune_sets():
     sp = {"a": np.array([[0.4, 0.6], [0.3, 0.7]], np.float32),
           "b": np.array([[0.5, 0.5], [np.nan, np.nan]], np.float32)}
     assert greedy_partitions(m, sp).tolist() == [3, 1]
+    # balanced: block 0 at a: 0.4/0.6 vs 0.6/0.4 -> PARTITION; at b: 0.5/0.25 vs 0.5/0.75 -> SPLIT;
+    # a row like [0.55, 0.45] at a stays NONE greedy but turns PARTITION balanced (0.92 < 1.125)
+    sp2 = {"a": np.array([[0.4, 0.6], [0.55, 0.45], [0.3, 0.7]], np.float32),
+           "b": np.array([[0.5, 0.5], [0.1, 0.9], [0.3, 0.7]], np.float32)}
+    assert greedy_partitions(m, sp2).tolist() == [3, 0, 1]
+    assert greedy_partitions(m, sp2, balanced=True).tolist() == [3, 1, 3]
+    assert greedy_partitions(m, sp, balanced=True).tolist() == [3, 1]   # a skipped stage: its prior's argmax
     p = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
     st = prune_set_stats(p, np.array([1, 2]), 0.7)
     assert st == {"recall": 1.0, "mean_size": 1.5}          # sizes 2 and 1
