@@ -61,6 +61,12 @@ def test_the_statistics_are_the_baselines_within_float32_rounding():
     vs = np.log1p((y.astype(np.float64).reshape(-1, 16, 4, 4)).var(axis=(1, 3)))
     np.testing.assert_allclose(f[:, [bs.names.index(f"lvar_hstrip{i}") for i in range(4)]], hs, atol=0.01)
     np.testing.assert_allclose(f[:, [bs.names.index(f"lvar_vstrip{i}") for i in range(4)]], vs, atol=0.01)
+    # the gradients: mean |difference| of neighbours inside each 4x4 cell, in 8-bit units
+    yf = y.astype(np.float64)
+    gx = np.abs(np.diff(yf, axis=2)).reshape(-1, 16, 15)[:, :, [c for c in range(15) if c % 4 != 3]]
+    gy = np.abs(np.diff(yf, axis=1)).reshape(-1, 15, 16)[:, [r for r in range(15) if r % 4 != 3], :]
+    np.testing.assert_allclose(f[:, bs.names.index("lgx")], np.log1p(gx.mean(axis=(1, 2))), atol=0.01)
+    np.testing.assert_allclose(f[:, bs.names.index("lgy")], np.log1p(gy.mean(axis=(1, 2))), atol=0.01)
     assert len(REGIONS) == 17 and bs.num_features == f.shape[1] == 28
 
 

@@ -18,7 +18,7 @@ that they do not depend on the bit depth or the normalisation:
   its 4 quadrants, its top/bottom/left/right halves, its 4 horizontal and
   4 vertical 16x4 strips (every AV1 partition at 16x16 is a union of these);
 * ``lgx``, ``lgy``: ``log(1 + mean |gradient|)`` along x and y, from the
-  differences inside each 4x4 cell (those the cell-major tensor holds
+  differences of neighbours inside each 4x4 cell (those the cell-major tensor holds
   without a shuffle);
 * with chroma: ``lvar_u``, ``lvar_v`` over the block;
 * with ``prev_y``: ``lmad`` (``log(1 + mean |y - prev_y|)``) over the block
@@ -32,7 +32,7 @@ so a fused graph computes the view once for both. Region means are MatMuls
 by constant ``[256, R]`` averaging matrices; variances are ``E[z^2] -
 E[z]^2`` of the values centred on the block mean (float32 in normalised
 units, clamped at 0). The graph is Reshape, Gather,
-Mul, Sub, Abs, MatMul, Relu, Add, Log and Concat: ``compact`` keeps the
+Mul, Sub, Abs, MatMul, Relu, Add, Concat and one Log: ``compact`` keeps the
 part before the first nonlinearity verbatim, like a stem, and collapses the
 rest.
 """
@@ -88,10 +88,16 @@ class BlockStats(nn.Module):
         self.register_buffer("regions", _REGIONS.clone(), persistent=False)
         self.register_buffer("block_mean", _REGIONS[:, :1].clone(), persistent=False)
         self.register_buffer("quads_mean", _REGIONS[:, :5].clone(), persistent=False)
-        # [384, 2]: the mean of the 192 x-differences, then of the 192 y-differences
-        grad_mean = torch.zeros(384, 2)
-        grad_mean[:192, 0] = grad_mean[192:, 1] = 1.0 / 192
-        self.register_buffer("grad_mean", grad_mean, persistent=False)
+        # gradients from differences of the flat cell-major luma [N, 256]: y[k+1] - y[k]
+        # (x-neighbours when k is not a cell row's last pixel) and y[k+4] - y[k]
+        # (y-neighbours when k is not in a cell's last row); the other differences get
+        # weight 0. Two 2-D slices: ONNX Runtime copies their rows with memcpy, where
+        # the slices of a [N, 16, 4, 4] view were strided copies (7 % of a run).
+        k = torch.arange(256)
+        gx_w = ((k[:255] % 4) != 3).float()
+        gy_w = (((k[:252] % 16) // 4) != 3).float()
+        self.register_buffer("gx_mean", (gx_w / gx_w.sum()).reshape(255, 1), persistent=False)
+        self.register_buffer("gy_mean", (gy_w / gy_w.sum()).reshape(252, 1), persistent=False)
         names = ["mean"] + [f"lvar_{r}" for r in REGIONS] + ["lgx", "lgy"]
         names += [f"lvar_{c}" for c in ("u", "v") if c in channels]
         if self.iprev is not None:
@@ -106,39 +112,40 @@ class BlockStats(nn.Module):
         """Normalised units -> 8-bit units."""
         return 255.0 * self.std[ch]
 
-    def _log_var(self, z: torch.Tensor, avg: torch.Tensor, scale: float) -> torch.Tensor:
+    def _scaled_var(self, z: torch.Tensor, avg: torch.Tensor, scale: float) -> torch.Tensor:
         # centred on the block mean first: E[z^2] - E[z]^2 of raw values cancels in float32
         # (a flat block's log-variance came out 0.01 instead of 0). A flat region inside a
         # textured block still leaves up to ~0.005: far below a single 8-bit level's 0.08.
         z = z - z @ self.block_mean
         m1 = z @ avg
-        var = torch.relu(z * z @ avg - m1 * m1)
-        return torch.log(1.0 + (scale * scale) * var)
+        return (scale * scale) * torch.relu(z * z @ avg - m1 * m1)
 
     def forward(self, cells: torch.Tensor) -> torch.Tensor:
         c = len(self.channels)
         planes = cells.reshape(-1, CELLS, c, 16)
         y = planes[:, :, self.iy].reshape(-1, 256)
         sy = self._scale(self.iy)
-        feats = [torch.relu((y @ self.block_mean) * self.std[self.iy] + self.mean[self.iy]),
-                 self._log_var(y, self.regions, sy)]
-        g = y.reshape(-1, CELLS, 4, 4)
-        gx = torch.abs(g[:, :, :, 1:] - g[:, :, :, :3]).reshape(-1, 192)
-        gy = torch.abs(g[:, :, 1:, :] - g[:, :, :3, :]).reshape(-1, 192)
-        feats.append(torch.log(1.0 + sy * (torch.cat([gx, gy], dim=1) @ self.grad_mean)))
+        mean = torch.relu((y @ self.block_mean) * self.std[self.iy] + self.mean[self.iy])
+        # every other feature is log(1 + a) of a non-negative a: the a's are concatenated
+        # and go through one Log, so that a compacted graph has two sources for the heads
+        # (mean, the Log) instead of one MatMul per statistic and stage
+        args = [self._scaled_var(y, self.regions, sy)]
+        gx = torch.abs(y[:, 1:] - y[:, :255]) @ self.gx_mean
+        gy = torch.abs(y[:, 4:] - y[:, :252]) @ self.gy_mean
+        args.append(sy * torch.cat([gx, gy], dim=1))
         for ch in self.chroma:
-            feats.append(self._log_var(planes[:, :, ch].reshape(-1, 256), self.block_mean, self._scale(ch)))
+            args.append(self._scaled_var(planes[:, :, ch].reshape(-1, 256), self.block_mean, self._scale(ch)))
         if self.iprev is not None:
             p = planes[:, :, self.iprev].reshape(-1, 256)
             # y - prev_y in [0, 1] units (the two channels may be normalised differently)
             d = (y * self.std[self.iy] - p * self.std[self.iprev]) + (self.mean[self.iy] - self.mean[self.iprev])
-            feats.append(torch.log(1.0 + 255.0 * (torch.abs(d) @ self.quads_mean)))
-            feats.append(self._log_var(d, self.block_mean, 255.0))
-        return torch.cat(feats, dim=1)
+            args.append(255.0 * (torch.abs(d) @ self.quads_mean))
+            args.append(self._scaled_var(d, self.block_mean, 255.0))
+        return torch.cat([mean, torch.log(1.0 + torch.cat(args, dim=1))], dim=1)
 
     def macs(self, cells: torch.Tensor) -> tuple[int, int]:
         """MatMuls by the averaging matrices (the elementwise work is about as much again)."""
-        n = 2 * 256 * len(REGIONS) + 2 * 192
+        n = 2 * 256 * len(REGIONS) + 255 + 252
         n += len(self.chroma) * 2 * 256
         if self.iprev is not None:
             n += 256 * 5 + 2 * 256
