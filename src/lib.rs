@@ -16,6 +16,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod block_stats;
 mod bundle_files;
 mod cascade;
 mod context;

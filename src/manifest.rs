@@ -187,6 +187,18 @@ pub enum SideFeature {
     /// The encoder preset in use (`cpu_used / 10`), one per context: the
     /// listed preset nearest to `Config::cpu_used` (see `Bundle::presets`).
     CpuUsed,
+    /// 28 statistics of the block's samples (`block_stats.rs`).
+    BlockStats,
+}
+
+impl SideFeature {
+    /// Values the feature takes in the side tensor.
+    pub fn width(self) -> usize {
+        match self {
+            SideFeature::BlockStats => crate::block_stats::WIDTH,
+            _ => 1,
+        }
+    }
 }
 
 /// Where a stage input comes from.
@@ -683,6 +695,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
             "intra" => Some(SideFeature::Intra),
             "has_prev" => Some(SideFeature::HasPrev),
             "cpu_used" => Some(SideFeature::CpuUsed),
+            "block_stats" => Some(SideFeature::BlockStats),
             _ => None,
         },
     )?;
@@ -774,7 +787,7 @@ fn validate(dir: &Path, raw: RawManifest) -> Result<Bundle> {
     let mut parent: Vec<Option<usize>> = vec![None; raw.stages.len()];
     let mut leaves_seen: HashSet<u8> = HashSet::new();
     let trunk_shape = trunk.as_ref().map(|t| &t.output.shape[..]);
-    let n_side = side_features.len();
+    let n_side: usize = side_features.iter().map(|f| f.width()).sum();
     let graph = match &raw.graph {
         None if fused => {
             return Err(merr(

@@ -393,7 +393,7 @@ impl TensorLayout {
 
     /// Floats per block in `side`.
     pub(crate) fn side_len(&self) -> usize {
-        self.side_features.len()
+        self.side_features.iter().map(|f| f.width()).sum()
     }
 
     /// Shape of `x` (batch `-1`), as the bundle's block input declares it.
@@ -485,8 +485,18 @@ impl TensorLayout {
                 to_cells(&planar[..n], self.channels.len(), x);
             }
         }
-        for (d, f) in side.iter_mut().zip(&self.side_features) {
-            *d = match f {
+        if side.is_empty() {
+            return Ok(()); // no stage takes the side features
+        }
+        let mut at = 0;
+        for f in &self.side_features {
+            if *f == SideFeature::BlockStats {
+                let w = f.width();
+                crate::block_stats::compute(&y, &u, &v, prev, src.bit_depth, &mut side[at..at + w]);
+                at += w;
+                continue;
+            }
+            side[at] = match f {
                 SideFeature::Qindex => src.side.base_qindex as f32 / 255.0,
                 SideFeature::Intra => {
                     if src.side.frame_type.is_intra() {
@@ -503,7 +513,9 @@ impl TensorLayout {
                     }
                 }
                 SideFeature::CpuUsed => self.cpu_used,
+                SideFeature::BlockStats => unreachable!("written above"),
             };
+            at += 1;
         }
         Ok(())
     }

@@ -89,7 +89,8 @@ fn check_with_margin(
 /// Every bundle under `onnx/` that carries a golden set: the fixed-seed
 /// test bundles (schema 1, the fused schema 2, `test-cells`: test-fused
 /// compacted, taking the cells layout, and `test-stats`: heads that also see
-/// block statistics computed in the graph) and the trained `fast` and
+/// block statistics computed in the graph, `test-sidestats`: the same
+/// statistics as the `block_stats` side feature, computed by the plugin) and the trained `fast` and
 /// `default` bundles.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(common::root().join("onnx"))
@@ -103,6 +104,7 @@ fn bundles_with_golden() -> Vec<std::path::PathBuf> {
         "test-fused",
         "test-cells",
         "test-stats",
+        "test-sidestats",
         "test-preset",
         "fast",
         "default",

@@ -42,6 +42,7 @@ def model_args(model: StageModel, cfg) -> dict:
         "head_dropout": list(cfg.head_dropout), "bn_mode": model.bn_mode,
         "arch_kwargs": dict(model.arch_kwargs), "pool": model.pool,
         "block_stats": model.block_stats_cfg,
+        "side_norm": model.side_norm is not None,
     }
 
 

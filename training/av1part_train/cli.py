@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="onnx/test-tiny")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-golden", type=int, default=48)
-    t.add_argument("--kind", default="test-tiny", choices=["test-tiny", "test-fused", "test-stats", "test-preset"],
+    t.add_argument("--kind", default="test-tiny", choices=["test-tiny", "test-fused", "test-stats", "test-sidestats", "test-preset"],
                    help="test-tiny: schema 1 (trunk + stage files); test-fused: schema 2 (one BlockNet graph); "
                         "test-preset: test-tiny taking the encoder preset (cpu_used) as a side input")
     t.set_defaults(fn=_cmd_make_test_bundle)

@@ -42,6 +42,7 @@ class TrainConfig:
     head_hidden: Optional[list] = None  # None: the arch's default (resnet18: [256, 128])
     head_dropout: list = field(default_factory=lambda: [0.1, 0.2])
     block_stats: bool = False           # heads also see the block statistics (layers/block_stats.py)
+    side_norm: bool = False             # a head BatchNorm on the side features (for side feature block_stats)
     augment: str = "none"               # training blocks mirrored/transposed, labels mapped (augment.py): none|flips|dihedral
     ensemble_k: int = 1                 # stage3_ab: k specialists (seeds seed..seed+k-1)
     unfreeze_epoch: int = 2             # finetune mode: epochs with the backbone frozen first

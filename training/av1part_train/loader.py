@@ -208,7 +208,7 @@ class BlockDataset(torch.utils.data.Dataset):
         """The ``x`` and ``side`` tensors (the dataset's input spec) of raw arrays from ``arrays``."""
         x = build_x(self.spec, a["y"], a["u"], a["v"], a["prev_y"], a["bit_depth"], a["has_prev"])
         side = build_side(self.spec, a["base_qindex"], is_intra_frame_type(a["frame_type"]), a["has_prev"],
-                          a["cpu_used"])
+                          a["cpu_used"], planes=a)
         return x, side
 
     def batch(self, idx) -> dict:

@@ -214,7 +214,8 @@ class ReferenceBundle:
         x = build_x(self.spec, y, u, v, prev, bd, has_prev)
         side = build_side(self.spec, np.array([b["qindex"] for b in blocks]),
                           np.array([bool(b["intra"]) for b in blocks]), has_prev,
-                          np.array([b.get("cpu_used", self.default_cpu_used) for b in blocks]))
+                          np.array([b.get("cpu_used", self.default_cpu_used) for b in blocks]),
+                          planes={"y": y, "u": u, "v": v, "prev_y": prev, "bit_depth": bd})
         return x, side
 
     def run_tensors(self, x: np.ndarray, side: np.ndarray, skip_below: float | None = None) -> CascadeResult:

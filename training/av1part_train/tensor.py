@@ -21,7 +21,9 @@ from typing import Sequence
 import numpy as np
 
 KNOWN_CHANNELS = ("y", "u", "v", "prev_y")
-KNOWN_SIDE_FEATURES = ("qindex", "intra", "has_prev", "cpu_used")
+KNOWN_SIDE_FEATURES = ("qindex", "intra", "has_prev", "cpu_used", "block_stats")
+# values per side feature (block_stats: the 28 statistics of side_stats.py)
+SIDE_WIDTH = {"block_stats": 28}
 CPU_USED_SCALE = 10.0  # side feature cpu_used = preset / 10
 BLOCK = 16
 LAYOUTS = ("planar", "cells")
@@ -58,7 +60,8 @@ class InputSpec:
 
     @property
     def num_side(self) -> int:
-        return len(self.side_features)
+        """Columns of the side tensor (a feature may take several: SIDE_WIDTH)."""
+        return sum(SIDE_WIDTH.get(s, 1) for s in self.side_features)
 
     @classmethod
     def create(cls, channels: Sequence[str] = ("y", "u", "v"), side_features: Sequence[str] = (),
@@ -154,14 +157,16 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(cells.reshape(n, 16, c * 16))
 
 
-def build_side(spec: InputSpec, base_qindex, intra, has_prev, cpu_used=None) -> np.ndarray:
+def build_side(spec: InputSpec, base_qindex, intra, has_prev, cpu_used=None, planes: dict | None = None) -> np.ndarray:
     """Build the float32 ``side`` tensor ``[N, S]`` (S may be 0). ``cpu_used``:
     the encoder preset (per block or one for all), needed only by specs with
-    the ``cpu_used`` feature."""
+    the ``cpu_used`` feature; ``planes`` (``y``, ``u``, ``v``, ``prev_y``,
+    ``bit_depth``: the raw integer samples), only by specs with ``block_stats``."""
     q = np.atleast_1d(np.asarray(base_qindex))
     n = q.shape[0]
     out = np.empty((n, spec.num_side), dtype=np.float32)
-    for i, name in enumerate(spec.side_features):
+    i = 0
+    for name in spec.side_features:
         if name == "qindex":
             out[:, i] = q.astype(np.float32) / np.float32(255.0)
         elif name == "intra":
@@ -171,8 +176,17 @@ def build_side(spec: InputSpec, base_qindex, intra, has_prev, cpu_used=None) -> 
                 raise ValueError("the spec takes cpu_used: give the encoder preset")
             c = np.broadcast_to(np.asarray(cpu_used), (n,)).astype(np.float32)
             out[:, i] = c / np.float32(CPU_USED_SCALE)
+        elif name == "block_stats":
+            if planes is None:
+                raise ValueError("the spec takes block_stats: give the block's planes")
+            from .side_stats import block_stats_side
+            w = SIDE_WIDTH[name]
+            out[:, i:i + w] = block_stats_side(planes["y"], planes["u"], planes["v"], planes.get("prev_y"),
+                                               planes["bit_depth"], has_prev)
+            i += w - 1
         else:
             out[:, i] = np.broadcast_to(np.asarray(has_prev), (n,)).astype(bool).astype(np.float32)
+        i += 1
     return out
 
 

@@ -50,12 +50,12 @@ def randomize_(module: nn.Module, g: torch.Generator):
 
 
 def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TEST_SPEC, ab_members: int = 2,
-                         stem: str = "small", block_stats: bool = False):
+                         stem: str = "small", block_stats: bool = False, side_norm: bool = False):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # initialisers not covered by randomize_ draw from the global RNG
     kw = dict(arch=arch, in_chans=spec.num_channels, num_side=spec.num_side, stem=stem,
               block_stats={"channels": list(spec.channels), "mean": list(spec.mean), "std": list(spec.std)}
-              if block_stats else None)
+              if block_stats else None, side_norm=side_norm)
     s1 = StageModel("stage1", mode="full", **kw)
     randomize_(s1, g)
     stages = {"stage1": [s1]}
@@ -67,6 +67,8 @@ def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TE
             randomize_(m.head, g)
             if block_stats:
                 randomize_(m.stats_norm, g)
+            if side_norm:
+                randomize_(m.side_norm, g)
             members.append(m)
         stages[s] = members
     return stages
@@ -81,7 +83,9 @@ def calibrate_heads_(stages, spec: InputSpec, blocks, target_std: float = 2.0):
     x = torch.from_numpy(build_x(spec, y, u, v, prev, np.array([b["bit_depth"] for b in blocks]), hp))
     side = torch.from_numpy(build_side(spec, np.array([b["qindex"] for b in blocks]),
                                        np.array([b["intra"] for b in blocks]), hp,
-                                       (spec.presets or (0,))[0]))
+                                       (spec.presets or (0,))[0],
+                                       planes={"y": y, "u": u, "v": v, "prev_y": prev,
+                                               "bit_depth": np.array([b["bit_depth"] for b in blocks])}))
     for members in stages.values():
         for m in members:
             m.eval()
@@ -107,6 +111,11 @@ TEST_BUNDLES = {
     # compacted to the cells layout like the shipped bundles
     "test-stats": {"arch": "blocknet8", "stem": "patch4", "fused": True, "block_stats": True,
                    "description": "fixed-seed fused BlockNet test bundle with block statistics (random weights)"},
+    # the block statistics as the block_stats side feature (computed by the plugin),
+    # normalised by a head BatchNorm, compacted to the cells layout
+    "test-sidestats": {"arch": "blocknet8", "stem": "patch4", "fused": True, "side_stats": True,
+                       "description": "fixed-seed fused BlockNet test bundle taking the block_stats side "
+                                      "feature (random weights)"},
     # the encoder preset as a side input (input.presets [1, 3]); its golden set is at preset 1
     "test-preset": {"arch": "tiny", "stem": "small", "fused": False, "presets": (1, 3),
                     "description": "fixed-seed tiny test bundle taking cpu_used (random weights)"},
@@ -119,13 +128,17 @@ def make_test_bundle(out_dir, seed: int = 0, n_golden: int = 48, kind: str = "te
     if "presets" in tb:
         from dataclasses import replace
         spec = replace(spec, side_features=spec.side_features + ("cpu_used",), presets=tuple(tb["presets"]))
+    if tb.get("side_stats"):
+        from dataclasses import replace
+        spec = replace(spec, side_features=spec.side_features + ("block_stats",))
     blocks = synthetic_golden_blocks(n_golden, seed)
     stages = build_test_hierarchy(seed, arch=tb["arch"], stem=tb["stem"], spec=spec,
-                                  block_stats=tb.get("block_stats", False))
+                                  block_stats=tb.get("block_stats", False), side_norm=tb.get("side_stats", False))
     calibrate_heads_(stages, spec, blocks)
     recipe = {"kind": "test-bundle", "arch": tb["arch"], "stem": tb["stem"], "seed": seed,
               "weights": "seeded random (av1part_train.testbundle), not trained", "adapter": "conv", "ab_members": 2,
-              **({"block_stats": True} if tb.get("block_stats") else {})}
+              **({"block_stats": True} if tb.get("block_stats") else {}),
+              **({"side_norm": True} if tb.get("side_stats") else {})}
     # pick a nonzero skip_below that skips some stage runs and is not close to any mass
     last = None
     for sb in (0.3, 0.25, 0.35, 0.2, 0.4, 0.15, 0.45, 0.1):

@@ -42,7 +42,7 @@ def build_model(cfg: TrainConfig, seed_offset: int = 0) -> tuple[StageModel, str
                   head_hidden=cfg.head_hidden, head_dropout=cfg.head_dropout,
                   arch_kwargs={"width_mult": cfg.width_mult} if cfg.arch == "resnet18" else {},
                   block_stats={"channels": list(spec.channels), "mean": list(spec.mean), "std": list(spec.std)}
-                  if cfg.block_stats else None)
+                  if cfg.block_stats else None, side_norm=cfg.side_norm)
     if cfg.stage == "stage1":
         return StageModel("stage1", mode="full", **common), None
     if not cfg.stage1_ckpt:

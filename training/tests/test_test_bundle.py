@@ -20,8 +20,9 @@ ONNX = Path(__file__).resolve().parents[2] / "onnx"
 BUNDLE = ONNX / "test-tiny"
 KINDS = ["test-tiny", "test-fused"]
 # test-cells is test-fused compacted (python -m av1part_train compact; tests/test_compact.py);
-# test-stats is make-test-bundle --kind test-stats compacted (tests/test_block_stats.py)
-GOLDEN_KINDS = KINDS + ["test-cells", "test-stats"]
+# test-stats is make-test-bundle --kind test-stats compacted (tests/test_block_stats.py),
+# test-sidestats likewise with --kind test-sidestats (tests/test_side_stats.py)
+GOLDEN_KINDS = KINDS + ["test-cells", "test-stats", "test-sidestats"]
 TOL = 1e-5          # docs/CONTRACTS.md: parity tolerance
 TIE_MARGIN = 1e-4   # top-two gap below which another CPU may pick the other
 
@@ -64,11 +65,12 @@ def test_committed_bundle_reproduces_its_golden_set(kind):
     _check_golden(ref, g)
     m = ref.manifest
     assert m["input"]["channels"] == ["y", "u", "v", "prev_y"]
-    assert m["input"]["side_features"] == ["qindex", "intra", "has_prev"]
-    if kind in ("test-fused", "test-cells", "test-stats"):
+    assert m["input"]["side_features"] == (["qindex", "intra", "has_prev"]
+                                           + (["block_stats"] if kind == "test-sidestats" else []))
+    if kind in ("test-fused", "test-cells", "test-stats", "test-sidestats"):
         assert m["schema_version"] == 2 and m["graph"] and "trunk" not in m
         assert m["training"]["recipe"]["shared_layer3"]
-        if kind in ("test-cells", "test-stats"):   # compacted (python -m av1part_train compact)
+        if kind in ("test-cells", "test-stats", "test-sidestats"):   # compacted (python -m av1part_train compact)
             assert m["input"]["layout"] == "cells" and m["graph"]["inputs"][0]["shape"] == [-1, 16, 64]
             assert m["training"]["recipe"]["compaction"]["stacked_branches"]
     else:

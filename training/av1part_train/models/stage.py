@@ -113,6 +113,15 @@ def pool_features(h: torch.Tensor, pool: str) -> torch.Tensor:
     return torch.cat([h.mean(dim=(2, 3)), rows, cols, quads], dim=1)
 
 
+def _batchnorm_affine(bn: nn.BatchNorm1d, z: torch.Tensor) -> torch.Tensor:
+    """``bn(z)``; in eval mode written as Mul + Add, an affine map that ``compact``
+    folds into the head's first layer (an exported BatchNormalization node it would not)."""
+    if bn.training:
+        return bn(z)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return z * scale + (bn.bias - bn.running_mean * scale)
+
+
 class StageModel(nn.Module):
     """One stage of the hierarchy.
 
@@ -133,7 +142,7 @@ class StageModel(nn.Module):
                  adapter_bottleneck: int = 64, adapter_layers: Sequence[str] = ("layer3", "layer4"),
                  head_hidden: Sequence[int] | None = None, head_dropout: Sequence[float] | float = (0.1, 0.2),
                  bn_mode: str = "eval", arch_kwargs: dict | None = None, backbone: nn.Module | None = None,
-                 pool: str | None = None, block_stats: dict | None = None):
+                 pool: str | None = None, block_stats: dict | None = None, side_norm: bool = False):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
@@ -177,6 +186,9 @@ class StageModel(nn.Module):
         self.head = MLPHead(self.backbone.num_features * POOL_FACTOR[self.pool] + n_stats, self.num_classes,
                             hidden=head_hidden, dropout=head_dropout, num_side=num_side)
         self.num_side = num_side
+        # side features of several scales (qindex in [0, 1], the block_stats side
+        # feature's log-variances up to ~10): a BatchNorm of the head normalises them
+        self.side_norm = nn.BatchNorm1d(num_side) if side_norm and num_side else None
         if mode != "full":
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -219,13 +231,10 @@ class StageModel(nn.Module):
         if self.block_stats_cfg is not None:
             if stats is None:
                 raise ValueError("this head needs the block statistics (compute_stats of the block tensor)")
-            bn = self.stats_norm
-            if bn.training:
-                z = bn(stats)
-            else:   # exported as Mul + Add (an affine map `compact` folds into the head's first layer)
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                z = stats * scale + (bn.bias - bn.running_mean * scale)
+            z = _batchnorm_affine(self.stats_norm, stats)
             pooled = torch.cat([pooled, z], dim=1)
+        if self.side_norm is not None and side is not None:
+            side = _batchnorm_affine(self.side_norm, side)
         return self.head(pooled, side, pre_logits=pre_logits)
 
     def forward(self, x, side=None):
@@ -258,7 +267,7 @@ class StageModel(nn.Module):
                 continue
             key = n.split(".", 1)[0]
             # the statistics' normalisation is part of the head
-            groups[{"adapters": "adapter", "stats_norm": "head"}.get(key, key)].append(p)
+            groups[{"adapters": "adapter", "stats_norm": "head", "side_norm": "head"}.get(key, key)].append(p)
         return groups
 
 
