@@ -357,7 +357,8 @@ class StageExport(nn.Module):
         probs = None
         for m in self.members:
             h = m.forward_deep(features) if h3 is None else m.forward_after_layer3(h3)
-            logits = m.forward_head(h, side, stats=stats)
+            # stats only for heads that take them (a member may be any module with forward_head)
+            logits = m.forward_head(h, side) if stats is None else m.forward_head(h, side, stats=stats)
             if self.inv_temperature != 1.0:
                 logits = logits * self.inv_temperature
             if self.logit_shift.numel():
