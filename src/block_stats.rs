@@ -72,15 +72,30 @@ impl Sums {
 }
 
 /// Cells (4x4 grid, raster order) each region is made of, as a bit mask.
-fn region_cells(rows: (usize, usize), cols: (usize, usize)) -> u16 {
+const fn region_cells(rows: (usize, usize), cols: (usize, usize)) -> u16 {
     let mut m = 0u16;
-    for cr in rows.0 / 4..rows.1 / 4 {
-        for cc in cols.0 / 4..cols.1 / 4 {
+    let mut cr = rows.0 / 4;
+    while cr < rows.1 / 4 {
+        let mut cc = cols.0 / 4;
+        while cc < cols.1 / 4 {
             m |= 1 << (cr * 4 + cc);
+            cc += 1;
         }
+        cr += 1;
     }
     m
 }
+
+/// `REGIONS` as cell masks, computed at compile time (not per block).
+const REGION_MASKS: [u16; 17] = {
+    let mut m = [0u16; 17];
+    let mut k = 0;
+    while k < 17 {
+        m[k] = region_cells(REGIONS[k].0, REGIONS[k].1);
+        k += 1;
+    }
+    m
+};
 
 /// The 28 values for one block; `prev` is the previous frame's block, or
 /// `y` itself when there is none. Samples are at most `(1 << bit_depth) - 1`.
@@ -146,8 +161,8 @@ pub(crate) fn compute(
     let mut vals = [0f64; WIDTH];
     let block = region(0xFFFF);
     vals[0] = block.s as f64 / block.n as f64 / maxv;
-    for (k, &(rows, cols)) in REGIONS.iter().enumerate() {
-        vals[1 + k] = (region(region_cells(rows, cols)).variance() * to8 * to8).ln_1p();
+    for (k, &mask) in REGION_MASKS.iter().enumerate() {
+        vals[1 + k] = (region(mask).variance() * to8 * to8).ln_1p();
     }
     vals[18] = (gx as f64 / 192.0 * to8).ln_1p();
     vals[19] = (gy as f64 / 192.0 * to8).ln_1p();
@@ -161,8 +176,7 @@ pub(crate) fn compute(
         vals[20 + k] = (t.variance() * to8 * to8).ln_1p();
     }
     vals[22] = (cell_absd.iter().sum::<u64>() as f64 / 256.0 * to8).ln_1p();
-    for (k, &(rows, cols)) in REGIONS[1..5].iter().enumerate() {
-        let mask = region_cells(rows, cols);
+    for (k, &mask) in REGION_MASKS[1..5].iter().enumerate() {
         let a: u64 = (0..16)
             .filter(|i| mask & (1 << i) != 0)
             .map(|i| cell_absd[i])

@@ -41,6 +41,25 @@ fn values(stages: &[StageInfo], root: usize, p: &Prediction) -> [f64; 10] {
     out
 }
 
+/// The leaf a walk down the tree reaches, taking at each stage the class
+/// with the highest `score(stage, class)` (the lower class on a tie).
+fn walk_down(stages: &[StageInfo], root: usize, score: impl Fn(usize, usize) -> f64) -> i32 {
+    let mut s = root;
+    loop {
+        let k = stages[s].classes.len();
+        let row: Vec<f64> = (0..k).map(|i| score(s, i)).collect();
+        let best = (0..k).fold(0, |bi, i| if row[i] > row[bi] { i } else { bi });
+        match (
+            stages[s].classes[best].partition,
+            stages[s].classes[best].next,
+        ) {
+            (Some(l), _) => return l as i32,
+            (_, Some(t)) => s = t,
+            _ => unreachable!(),
+        }
+    }
+}
+
 #[test]
 fn greedy_follows_the_most_probable_class_down_the_tree() {
     let flat = ctx(Policy::Flat);
@@ -54,20 +73,9 @@ fn greedy_follows_the_most_probable_class_down_the_tree() {
             a.probabilities, b.probabilities,
             "the policy changes only the partition"
         );
-        let mut s = greedy.root_stage();
-        let want = loop {
-            let k = st[s].classes.len();
-            let row: Vec<f64> = b.stage_probabilities[s][..k]
-                .iter()
-                .map(|&v| rounded(v))
-                .collect();
-            let best = (0..k).fold(0, |bi, i| if row[i] > row[bi] { i } else { bi });
-            match (st[s].classes[best].partition, st[s].classes[best].next) {
-                (Some(l), _) => break l as i32,
-                (_, Some(t)) => s = t,
-                _ => unreachable!(),
-            }
-        };
+        let want = walk_down(st, greedy.root_stage(), |s, i| {
+            rounded(b.stage_probabilities[s][i])
+        });
         assert_eq!(b.partition, want);
         differ += usize::from(a.partition != b.partition);
     }
@@ -88,26 +96,14 @@ fn balanced_divides_each_stage_by_its_prior_down_the_tree() {
     let mut differ = 0;
     for (a, b) in pg.iter().zip(&pb) {
         assert_eq!(a.probabilities, b.probabilities);
-        let mut s = balanced.root_stage();
-        let want = loop {
-            let k = st[s].classes.len();
-            let row: Vec<f64> = (0..k)
-                .map(|i| {
-                    let q = st[s].prior[i];
-                    if q > 0.0 {
-                        rounded(b.stage_probabilities[s][i]) / q
-                    } else {
-                        f64::NEG_INFINITY
-                    }
-                })
-                .collect();
-            let best = (0..k).fold(0, |bi, i| if row[i] > row[bi] { i } else { bi });
-            match (st[s].classes[best].partition, st[s].classes[best].next) {
-                (Some(l), _) => break l as i32,
-                (_, Some(t)) => s = t,
-                _ => unreachable!(),
+        let want = walk_down(st, balanced.root_stage(), |s, i| {
+            let q = st[s].prior[i];
+            if q > 0.0 {
+                rounded(b.stage_probabilities[s][i]) / q
+            } else {
+                f64::NEG_INFINITY
             }
-        };
+        });
         assert_eq!(b.partition, want);
         differ += usize::from(a.partition != b.partition);
     }

@@ -50,10 +50,14 @@ def relabel(labels: np.ndarray, fx: np.ndarray, fy: np.ndarray, tr: np.ndarray) 
     return lab
 
 
-def draw(n: int, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-block flags (mirror x, mirror y, transpose): each 1/2 for the modes that use it."""
+def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"augment must be one of {MODES}, got {mode!r}")
+
+
+def draw(n: int, mode: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-block flags (mirror x, mirror y, transpose): each 1/2 for the modes that use it."""
+    check_mode(mode)
     none = np.zeros(n, bool)
     if mode == "none":
         return none, none, none

@@ -44,9 +44,9 @@ AFFINE_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpo
               "Add", "Sub", "Mul", "Div", "Concat", "Neg"}
 ELEMENTWISE = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Softplus", "Abs", "Log", "Exp"}
 # Inside the stem (copied as exported, up to its first nonlinearity) these also keep the
-# stem going: a channel picked by Gather or Slice, a product of two stem tensors (a square,
-# for a variance) are not affine but need no affine form there.
-STEM_OPS = AFFINE_OPS | {"Gather", "Slice", "ReduceSum", "ReduceMean"}
+# stem going: a channel picked by Gather or Slice (the block statistics') is not affine
+# but needs no affine form there.
+STEM_OPS = AFFINE_OPS | {"Gather", "Slice"}
 
 
 class CompactError(ValueError):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import PARTITION_NAMES
-from .augment import MODES as AUGMENT_MODES, augment_arrays
+from .augment import augment_arrays, check_mode as check_augment
 from .models.stage import LABEL_MAPS, STAGES, stage_classes
 from .tensor import InputSpec, build_side, build_x, is_intra_frame_type
 
@@ -112,8 +112,7 @@ class BlockDataset(torch.utils.data.Dataset):
     def __init__(self, root, split: str, spec: InputSpec, stage: str | None = "stage1",
                  exclude_edge: bool = False, max_blocks: int | None = None, seed: int = 0,
                  require_all_classes: bool = True, augment: str = "none"):
-        if augment not in AUGMENT_MODES:
-            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+        check_augment(augment)   # at construction, not at the first batch
         self.augment = augment
         self.roots = dataset_roots(root)
         self.root = self.roots[0]

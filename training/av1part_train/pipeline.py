@@ -126,6 +126,12 @@ def _block_metrics(manifest: dict, res, labels10: np.ndarray, prior_p: np.ndarra
     return out
 
 
+def _prior_ratio(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The balanced policy's scores: each probability over its class prior,
+    -inf for a class with prior 0 (never chosen); NaN rows stay NaN."""
+    return np.where(prior > 0, np.asarray(probs, np.float64) / np.where(prior > 0, prior, 1.0), -np.inf)
+
+
 def _balanced_macro_f1(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, names) -> float:
     """Macro F1 of the decision argmax p(c) / prior(c): for probabilities that
     follow the training prior (a calibrated bundle), the class that gained
@@ -133,9 +139,7 @@ def _balanced_macro_f1(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, name
     argmax of calibrated probabilities favours the frequent class). Classes
     with prior 0 are never chosen."""
     from .metrics import confusion_matrix, prf_from_confusion
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(prior > 0, np.asarray(probs, np.float64) / np.where(prior > 0, prior, 1.0), -np.inf)
-    pred = score.argmax(1)
+    pred = _prior_ratio(probs, prior).argmax(1)
     return float(prf_from_confusion(confusion_matrix(np.asarray(y, np.int64), pred, len(names)), names)["macro_f1"])
 
 
@@ -158,8 +162,7 @@ def greedy_partitions(manifest: dict, stage_probs: dict, balanced: bool = False)
         prior = np.asarray(st["prior"], np.float64)
         ran = ~np.isnan(rows).any(axis=1)
         if balanced:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rows = np.where(prior > 0, rows / np.where(prior > 0, prior, 1.0), -np.inf)
+            rows = _prior_ratio(rows, prior)
         pick[name] = np.where(ran, np.argmax(np.where(np.isnan(rows), -np.inf, rows), axis=1), int(np.argmax(prior)))
     n = len(next(iter(stage_probs.values())))
     out = np.full(n, -1, dtype=np.int64)

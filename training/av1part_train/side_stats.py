@@ -76,9 +76,8 @@ def block_stats_side(y, u, v, prev_y, bit_depth, has_prev=None) -> np.ndarray:
     dy = np.abs(np.diff(y8, axis=1))[:, [r for r in range(15) if r % 4 != 3], :]
     out[:, k], out[:, k + 1] = np.log1p(dx.mean(axis=(1, 2))), np.log1p(dy.mean(axis=(1, 2)))
     k += 2
-    cto8 = to8
     for c in (u, v):
-        out[:, k] = np.log1p((np.asarray(c).astype(np.float64) * cto8).var(axis=(1, 2)))
+        out[:, k] = np.log1p((np.asarray(c).astype(np.float64) * to8).var(axis=(1, 2)))
         k += 1
     d = y8 - p8
     ad = np.abs(d)
