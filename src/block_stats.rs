@@ -6,8 +6,9 @@
 //!
 //! Why here and not in the graph: inside ONNX they were ~80 small nodes,
 //! which cost more than the CNN itself; here they are one pass over the
-//! samples and 28 logarithms (about 3 µs per block measured on the 2-core
-//! CI kind of VM, a quarter of it in `log1p`: still worth vectorising).
+//! samples and 28 logarithms (their cost through the plugin, and what was
+//! tried to lower it: training/EXPERIMENTS.md, "Block statistics in the
+//! graph").
 
 use crate::manifest::BLOCK;
 

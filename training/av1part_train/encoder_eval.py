@@ -22,7 +22,9 @@ is done (same command, binaries, source and model), so an interrupted run resume
 
 Configurations: ``stock:P`` (stock aomenc, --cpu-used=P), ``off`` (the fork, av1part off:
 must be bit-identical to stock), ``prune:T`` (threshold T), ``keep:K``, ``recall:R``,
-``force``, ``oracle`` (types from the stock encode's own 16×16 labels: the ceiling); a
+``force``, ``oracle`` (types from the stock encode's own 16×16 labels: the ceiling),
+``oracle-node`` (the same, and NONE only where stock coded a larger block: the ceiling of a
+predictor that also tells when a 16×16 node is not used); a
 suffix ``@block`` (e.g. ``prune:0.05@block``) makes the fork call av1part_predict_block per
 node instead of av1part_predict_frame per frame.
 """
@@ -68,6 +70,9 @@ def fork_aomenc() -> Path:
 
 
 # --- configurations ------------------------------------------------------------------------
+# Configurations that take the types from the reference encode's labels, not from a model.
+ORACLES = ("oracle", "oracle-node")
+
 @dataclass(frozen=True)
 class Config:
     spec: str
@@ -90,8 +95,8 @@ class Config:
         common = [f"--av1part-stats={stats}"] + (["--av1part-call=block"] if at_block else [])
         if kind == "off":
             return ["--av1part-mode=off"]
-        if kind == "oracle":
-            return ["--av1part-mode=oracle"] + common
+        if kind in ORACLES:
+            return [f"--av1part-mode={kind}"] + common
         args = [f"--av1part-model={model}"] + common
         if kind == "force":
             return args + ["--av1part-mode=force"]
@@ -109,13 +114,13 @@ def parse_configs(text: str) -> list[Config]:
     for s in filter(None, (t.strip() for t in text.split(","))):
         base = s[:-len("@block")] if s.endswith("@block") else s
         kind, _, val = base.partition(":")
-        ok = (kind in ("off", "force", "oracle") and not val) or \
+        ok = (kind in ("off", "force") + ORACLES and not val) or \
              (kind == "prune" and _is_prob(val, 0.0)) or (kind == "recall" and _is_prob(val, 1e-4)) or \
              (kind == "keep" and val.isdigit() and 1 <= int(val) <= 10)
         if not ok:
-            raise DataError(f"bad configuration '{s}' (prune:T, keep:K, recall:R, force, oracle, off; "
+            raise DataError(f"bad configuration '{s}' (prune:T, keep:K, recall:R, force, oracle, oracle-node, off; "
                             "'@block' after one asks per block)")
-        if s.endswith("@block") and kind in ("off", "oracle"):
+        if s.endswith("@block") and kind in ("off",) + ORACLES:
             raise DataError(f"'{s}': {kind} makes no predictions")
         out.append(Config(s))
     return out
@@ -258,7 +263,7 @@ class Evaluation:
                "--ivf", "-o", str(base) + ".ivf"]
         if not c.is_stock:
             cmd += c.av1part_args(self.model, Path(str(base) + ".stats"))
-            if c.spec == "oracle":
+            if c.spec in ORACLES:
                 ref = self.job_base(Job(job.clip, self.reference(), job.cq, 0))
                 cmd.append(f"--av1part-oracle={ref}.oracle")
         return cmd + [self.sources[job.clip]]
@@ -270,7 +275,7 @@ class Evaluation:
         k = {"cmd": [Path(c).name if os.sep in c else c for c in cmd],
              "binaries": {enc: self.binaries[enc], "aomdec": self.binaries["aomdec"]},
              "source": self.source_sha[job.clip],
-             "model": None if job.config.is_stock or job.config.spec in ("off", "oracle") else self.model_sha}
+             "model": None if job.config.is_stock or job.config.spec in ("off",) + ORACLES else self.model_sha}
         return hashlib.sha256(json.dumps(k, sort_keys=True).encode()).hexdigest()[:16]
 
     def run_job(self, job: Job) -> dict:
@@ -441,6 +446,10 @@ def summarise(results: list[dict], a, ev: Evaluation) -> dict:
                 row["plugin_errors"] = sum(r["av1part"].get("frames_failed", 0) + r["av1part"].get("block_errors", 0)
                                            for q in a.cq for r in pts[q])
                 row["oracle_mismatch"] = sum(r["av1part"].get("oracle_mismatch", 0) for q in a.cq for r in pts[q])
+                # Share of the 16x16 node visits whose search the hook narrowed.
+                nodes = sum(r["av1part"].get("nodes", 0) for q in a.cq for r in pts[q])
+                row["restricted_share"] = (sum(r["av1part"].get("nodes_restricted", 0) for q in a.cq for r in pts[q])
+                                           / nodes if nodes else None)
             same = total = 0
             for q in a.cq:
                 lr = _labels_map(Path(str(ev.job_base(Job(clip, Config(ref), q, 0))) + ".labels"))
@@ -454,7 +463,8 @@ def summarise(results: list[dict], a, ev: Evaluation) -> dict:
             per_clip.append(row)
         if per_clip:
             mean = {"clip": "mean", "config": cfg}
-            for k in ("dT", "bd_psnr_y", "bd_psnr_yuv", "plugin_share", "plugin_us_per_block", "match_16x16"):
+            for k in ("dT", "bd_psnr_y", "bd_psnr_yuv", "plugin_share", "plugin_us_per_block", "restricted_share",
+                      "match_16x16"):
                 vals = [r[k] for r in per_clip if r.get(k) is not None]
                 mean[k] = sum(vals) / len(vals) if vals and len(vals) == len(per_clip) else None
             rows += per_clip + [mean]
@@ -495,9 +505,10 @@ def write_report(summary: dict, out: Path) -> None:
              f"machine: {summary['machine']}.", "",
              f"Reference: stock aomenc --cpu-used={a['preset']}. BD-rate: PCHIP; negative is better. "
              "ΔT: CPU time saved (av1part's own time included). Plugin: share of the encode's CPU "
-             "time spent in av1part. Match: 16×16 partitions equal to the reference's.", "",
-             "| clip | configuration | ΔT | BD-rate PSNR-Y | BD-rate PSNR-YUV | plugin | plugin µs/block | match 16×16 | fallbacks | conformance |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "time spent in av1part. Narrowed: share of the 16×16 node visits whose search the hook "
+             "narrowed. Match: 16×16 partitions equal to the reference's.", "",
+             "| clip | configuration | ΔT | BD-rate PSNR-Y | BD-rate PSNR-YUV | plugin | plugin µs/block | narrowed | match 16×16 | fallbacks | conformance |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in summary["rows"]:
         conf = "" if r["clip"] == "mean" else ("ok" if r.get("conformance") else "FAIL")
         if r["clip"] != "mean" and r.get("identical_streams") and not r["config"].startswith("stock"):
@@ -506,6 +517,7 @@ def write_report(summary: dict, out: Path) -> None:
                      f"{_fmt(r.get('bd_psnr_y'))} | {_fmt(r.get('bd_psnr_yuv'))} | "
                      f"{_fmt(r.get('plugin_share'), pct=True, digits=1)} | "
                      f"{'–' if r.get('plugin_us_per_block') is None else format(r['plugin_us_per_block'], '.1f')} | "
+                     f"{_fmt(r.get('restricted_share'), pct=True, digits=1)} | "
                      f"{_fmt(r.get('match_16x16'), pct=True, digits=1)} | "
                      f"{r.get('fallbacks', '–')} | {conf} |")
     if summary.get("failures"):

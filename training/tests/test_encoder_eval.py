@@ -14,11 +14,12 @@ from av1part_train.encoder_eval import fork_aomenc, frame_md5s, ivf_payload_byte
 
 
 def test_configurations_parse_and_bad_ones_are_refused():
-    got = parse_configs("prune:0.05, keep:3,recall:0.9,force,oracle,off,force@block")
-    assert [c.spec for c in got] == ["prune:0.05", "keep:3", "recall:0.9", "force", "oracle", "off", "force@block"]
+    got = parse_configs("prune:0.05, keep:3,recall:0.9,force,oracle,oracle-node,off,force@block")
+    assert [c.spec for c in got] == ["prune:0.05", "keep:3", "recall:0.9", "force", "oracle", "oracle-node", "off",
+                                     "force@block"]
     assert "--av1part-call=block" in got[-1].av1part_args("m", "s") and "--av1part-mode=force" in got[-1].av1part_args("m", "s")
     assert not any(a.startswith("--av1part-call") for a in got[0].av1part_args("m", "s"))
-    for bad in ["prune", "prune:2", "keep:0", "keep:11", "recall:0", "force:1", "magic", "oracle@block", "off@block"]:
+    for bad in ["prune", "prune:2", "keep:0", "keep:11", "recall:0", "force:1", "magic", "oracle@block", "oracle-node@block", "oracle-node:1", "off@block"]:
         with pytest.raises(DataError):
             parse_configs(bad)
 
@@ -68,12 +69,12 @@ def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     clip = T.crop_y4m(carphone_y4m, str(tmp_path / "owncp.y4m"), 160, 112, 4)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "av1part_train.encoder_eval", "--y4m", clip, "--frames", "4", "--preset", "6",
-           "--presets", "5,6", "--configs", "prune:0.05,force,oracle,off", "--reps", "1", "--out", str(out)]
+           "--presets", "5,6", "--configs", "prune:0.05,force,oracle,oracle-node,off", "--reps", "1", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((out / "encoder-eval.json").read_text())
     rows = {(x["clip"], x["config"]): x for x in s["rows"]}
-    for cfg in ["stock:5", "stock:6", "prune:0.05", "force", "oracle", "off"]:
+    for cfg in ["stock:5", "stock:6", "prune:0.05", "force", "oracle", "oracle-node", "off"]:
         row = rows[("owncp", cfg)]
         assert row["conformance"] is True
         assert row["bd_psnr_yuv"] is not None and row["match_16x16"] is not None
@@ -81,8 +82,11 @@ def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     assert rows[("owncp", "stock:6")]["bd_psnr_yuv"] == pytest.approx(0.0, abs=1e-9)
     assert rows[("owncp", "oracle")]["match_16x16"] > 0.9
     assert rows[("owncp", "oracle")]["oracle_mismatch"] == 0
+    # oracle-node also restricts the nodes stock coded inside larger blocks.
+    assert rows[("owncp", "oracle-node")]["oracle_mismatch"] == 0
+    assert rows[("owncp", "oracle-node")]["restricted_share"] > rows[("owncp", "oracle")]["restricted_share"]
     assert (out / "encoder-eval.png").stat().st_size > 1000
     assert "| owncp | prune:0.05 |" in (out / "encoder-eval.md").read_text()
     # A second run resumes: every encode is taken from the work directory.
     r2 = subprocess.run(cmd, capture_output=True, text=True)
-    assert r2.returncode == 0 and r2.stderr.count("cached") == 24, r2.stderr[-1500:]
+    assert r2.returncode == 0 and r2.stderr.count("cached") == 28, r2.stderr[-1500:]
