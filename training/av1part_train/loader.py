@@ -194,14 +194,20 @@ class BlockDataset(torch.utils.data.Dataset):
         return out
 
     def groups(self) -> dict[str, np.ndarray]:
-        """Per-block keys for breaking metrics down: sequence, preset, key/inter."""
+        """Per-block keys for breaking metrics down: sequence, preset, key/inter, and whether
+        the block is a 16x16 node of the stream or a position inside a larger block
+        (`meta.covered`, shard format 2; 0 for older shards)."""
         seq = np.asarray(self.shard_sequence, dtype=object)[self.sid] if len(self.shards) else np.zeros(0, object)
         cpu = np.asarray([sh.cpu_used for sh in self.shards], np.int64)[self.sid]
         ft = np.empty(len(self), np.uint8)
+        cov = np.zeros(len(self), bool)
         for s in np.unique(self.sid):
             pos = np.nonzero(self.sid == s)[0]
-            ft[pos] = np.asarray(self.shards[s].arr["meta"]["frame_type"])[self.rows[pos]]
-        return {"sequence": seq, "cpu_used": cpu, "intra": is_intra_frame_type(ft)}
+            meta = self.shards[s].arr["meta"]
+            ft[pos] = np.asarray(meta["frame_type"])[self.rows[pos]]
+            if "covered" in (meta.dtype.names or ()):
+                cov[pos] = np.asarray(meta["covered"])[self.rows[pos]] != 0
+        return {"sequence": seq, "cpu_used": cpu, "intra": is_intra_frame_type(ft), "covered": cov}
 
     def tensors(self, a: dict) -> tuple[np.ndarray, np.ndarray]:
         """The ``x`` and ``side`` tensors (the dataset's input spec) of raw arrays from ``arrays``."""

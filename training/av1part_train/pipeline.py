@@ -75,8 +75,11 @@ def evaluate_bundle(bundle: str, data: str, split: str = "test", skip_below: flo
     # the same, per test clip (sequence), per encoder preset and key vs inter frames
     g = ds.groups()
     breakdown = {}
-    for key, vals in (("sequence", g["sequence"]), ("cpu_used", g["cpu_used"]),
-                      ("frame", np.where(g["intra"], "key", "inter"))):
+    keys = [("sequence", g["sequence"]), ("cpu_used", g["cpu_used"]),
+            ("frame", np.where(g["intra"], "key", "inter"))]
+    if g["covered"].any():  # a covered_as_none dataset: the stream's nodes apart from the rest
+        keys.append(("node", np.where(g["covered"], "covered", "node")))
+    for key, vals in keys:
         breakdown[key] = {}
         for v in sorted(set(vals.tolist()), key=str):
             m = vals == v

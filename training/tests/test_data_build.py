@@ -19,7 +19,7 @@ from av1part_train.data.y4m import open_y4m
 
 CONTRACT_META = [("frame", "<i4"), ("x", "<i4"), ("y", "<i4"), ("frame_type", "u1"),
                  ("base_qindex", "u1"), ("cq", "u1"), ("edge", "u1"), ("bit_depth", "u1"),
-                 ("has_prev", "u1")]
+                 ("has_prev", "u1"), ("covered", "u1")]
 
 
 def small_recipe(**kw):
@@ -238,6 +238,48 @@ def test_ten_bit_source(clip, tmp_path, recipe_bd):
         if recipe_bd == 8:
             ref = np.minimum((ref + 2) >> 2, 255)
         assert (y[i] == ref).all()
+
+
+def test_covered_as_none(clip, tmp_path):
+    """`covered_as_none`: every 16x16 position wholly inside a labelled frame is stored once,
+    either as the stream's node (covered 0, its label) or as NONE inside a larger block
+    (covered 1, never a node of the stream); pixels as for nodes; `verify` still passes."""
+    from av1part_train.data.verify import verify
+    out = tmp_path / "cov"
+    B.build(str(out), [clip], small_recipe(covered_as_none=True), jobs=2, progress=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["recipe"]["covered_as_none"] is True
+    src = open_y4m(clip)
+    seqs = {s["name"]: s for s in m["sequences"]}
+    total_cov = 0
+    for sh in m["shards"]:
+        d = out / sh["path"]
+        info = json.loads((d / "shard.json").read_text())
+        meta = np.load(d / "meta.npy")
+        lab = np.load(d / "labels.npy")
+        y = np.load(d / "y.npy")
+        cov = meta["covered"] == 1
+        assert info["covered"] == int(cov.sum())
+        total_cov += int(cov.sum())
+        assert (lab[cov] == 0).all() and (meta["edge"][cov] == 0).all()
+        assert ((meta["x"][cov] + 16 <= 120) & (meta["y"][cov] + 16 <= 72)).all()
+        lab2 = extract_labels(str(out / info["stream"]["file"]), str(d.parent / "tmp.txt"))
+        nodes = {(int(r[0]), int(r[2]), int(r[3])) for r in lab2.nodes}
+        keys = list(zip(meta["frame"].tolist(), meta["x"].tolist(), meta["y"].tolist()))
+        assert len(set(keys)) == len(keys)
+        assert not any(k in nodes for k, c in zip(keys, cov) if c)
+        inside = {(f, x, yy) for f in range(info["frames"]["displayed"]) for x in range(0, 112, 16)
+                  for yy in range(0, 64, 16)}
+        assert inside <= set(keys)
+        start = seqs[sh["sequence"]]["source_start_frame"]
+        for i in np.flatnonzero(cov)[:20]:
+            f, x, yy = int(meta["frame"][i]), int(meta["x"][i]), int(meta["y"][i])
+            assert (y[i] == _blk(src.frame(start + f)[0], yy, x, 16)).all()
+    assert total_cov > 0
+    res = verify(str(out))
+    assert res["ok"] and res["label_mismatches"] == 0
+    with pytest.raises(DataError, match="covered_as_none"):
+        B.validate_recipe(small_recipe(covered_as_none=1), "r")
 
 
 def test_verify(dataset, tmp_path):

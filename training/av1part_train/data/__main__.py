@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     b.add_argument("--max-frames", type=int, help="frames per input clip (from the start)")
     b.add_argument("--segment-frames", type=int, help="cut clips into segments of this many frames (0: no)")
     b.add_argument("--segment-gap", type=int, help="frames skipped between segments")
+    b.add_argument("--covered-as-none", action="store_const", const=True, dest="covered_as_none",
+                   help="also store the 16x16 positions stock coded inside a larger block, labelled NONE "
+                        "(meta.covered = 1): what the encoder's 16x16 search needs to find there")
     b.add_argument("--jobs", "-j", type=int, default=2, help="parallel (sequence, cq) jobs (default 2)")
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--keep-work", action="store_true", help="keep work/ (sequence Y4Ms, logs)")
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
         if args.cmd == "build":
             from .build import build, load_recipe
             overrides = {k: getattr(args, k) for k in ("cpu_used", "cq_levels", "bit_depth", "mode",
-                                                       "max_frames", "segment_frames", "segment_gap")}
+                                                       "max_frames", "segment_frames", "segment_gap", "covered_as_none")}
             names = sources = None
             if args.catalog:
                 from ..clips import catalog_inputs

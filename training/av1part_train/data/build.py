@@ -57,7 +57,11 @@ DEFAULT_RECIPE = {
     "extra_aomenc_args": [],
     "splits": "auto",             # "auto" or {"train": [...], "val": [...], "test": [...]}
 }
-RECIPE_KEYS = set(DEFAULT_RECIPE)
+# Optional keys, absent from the default (so that the build state of datasets built before
+# they existed stays the same): "covered_as_none" (bool) also stores every 16x16 position that
+# stock coded inside a larger block, labelled NONE (docs/CONTRACTS.md, "Dataset on disk").
+OPTIONAL_RECIPE_KEYS = {"covered_as_none"}
+RECIPE_KEYS = set(DEFAULT_RECIPE) | OPTIONAL_RECIPE_KEYS
 
 
 def load_recipe(path: str | None, overrides: dict) -> dict:
@@ -95,6 +99,8 @@ def validate_recipe(r: dict, where: str) -> None:
         bad("segment_frames and segment_gap must be >= 0")
     if r["passes"] not in (1, 2):
         bad("passes must be 1 or 2")
+    if "covered_as_none" in r and not isinstance(r["covered_as_none"], bool):
+        bad("covered_as_none must be true or false")
     if r["splits"] != "auto" and not (isinstance(r["splits"], dict) and set(r["splits"]) <= {"train", "val", "test"}):
         bad("splits must be 'auto' or a dict with keys train/val/test")
 
@@ -325,7 +331,8 @@ def run_job(out: Path, recipe: dict, seq: Sequence, cq: int, progress: Progress)
         "encode_seconds": round(t1 - t0, 3), "extract_seconds": round(t2 - t1, 3),
         "stream_reused": reused,
     }
-    shard = write_shard(shard_dir, labels, src, cq, info, str(stream))
+    shard = write_shard(shard_dir, labels, src, cq, info, str(stream),
+                        covered_as_none=recipe.get("covered_as_none", False))
     labels_txt.unlink(missing_ok=True)
     return shard
 

@@ -19,10 +19,10 @@ from .y4m import Y4M
 NUM_CLASSES = 10
 META_DTYPE = np.dtype([
     ("frame", "<i4"), ("x", "<i4"), ("y", "<i4"), ("frame_type", "u1"), ("base_qindex", "u1"),
-    ("cq", "u1"), ("edge", "u1"), ("bit_depth", "u1"), ("has_prev", "u1"),
+    ("cq", "u1"), ("edge", "u1"), ("bit_depth", "u1"), ("has_prev", "u1"), ("covered", "u1"),
 ])
 ARRAY_FILES = ("y.npy", "u.npy", "v.npy", "prev_y.npy", "labels.npy", "meta.npy")
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: meta.covered
 
 
 def _blocks(plane: np.ndarray, size: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -83,8 +83,40 @@ def is_complete(shard_dir: Path) -> bool:
         return False
 
 
+def covered_positions(labels: StreamLabels, keep_existing_frames: bool = True) -> np.ndarray:
+    """The 16x16 positions wholly inside the frame where the stream has no 16x16 node (stock
+    coded them inside a larger block), in the node rows' format (StreamLabels.COLS) with
+    partition NONE and edge 0. Only frames that carry labels (not repeats) count."""
+    w, h = labels.width, labels.height
+    gx, gy = np.meshgrid(np.arange(w // 16) * 16, np.arange(h // 16) * 16)
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.int32)
+    out = []
+    nodes = labels.nodes
+    for f in labels.frames:
+        if f.get("decode", -1) < 0 or (f.get("existing", 0) and not keep_existing_frames):
+            continue
+        if f.get("width", w) != w or f.get("height", h) != h:
+            raise DataError(f"{labels.path}: frame {f.get('display')} is {f.get('width')}x{f.get('height')}, "
+                            f"the stream {w}x{h}")
+        d = f["display"]
+        here = nodes[nodes[:, 0] == d] if len(nodes) else nodes
+        taken = set(zip(here[:, 2].tolist(), here[:, 3].tolist()))
+        free = np.array([(x, y) not in taken for x, y in grid.tolist()], bool)
+        n = int(free.sum())
+        if not n:
+            continue
+        rows = np.zeros((n, len(StreamLabels.COLS)), np.int32)
+        rows[:, 0], rows[:, 1] = d, f["decode"]
+        rows[:, 2:4] = grid[free]
+        rows[:, 4] = 0  # NONE: all the 16x16 search needs to find inside a larger block
+        rows[:, 5], rows[:, 6] = f["type"], f["qindex"]
+        rows[:, 8] = f.get("existing", 0)
+        out.append(rows)
+    return np.concatenate(out) if out else np.zeros((0, len(StreamLabels.COLS)), np.int32)
+
+
 def write_shard(shard_dir: Path, labels: StreamLabels, src: Y4M, cq: int, info: dict,
-                stream: str, keep_existing_frames: bool = True) -> dict:
+                stream: str, keep_existing_frames: bool = True, covered_as_none: bool = False) -> dict:
     """Builds the arrays of one shard from extracted labels and the source frames.
 
     `info` (sequence, encoder command, ...) is merged into shard.json. Returns shard.json's dict.
@@ -98,6 +130,11 @@ def write_shard(shard_dir: Path, labels: StreamLabels, src: Y4M, cq: int, info: 
     nodes = labels.nodes
     if not keep_existing_frames and len(nodes):
         nodes = nodes[nodes[:, 8] == 0]
+    covered = np.zeros(len(nodes), np.uint8)
+    if covered_as_none:
+        extra = covered_positions(labels, keep_existing_frames)
+        nodes = np.concatenate([nodes, extra]) if len(nodes) else extra
+        covered = np.concatenate([covered, np.ones(len(extra), np.uint8)])
     n = len(nodes)
     bd = src.bit_depth
     y_out = np.empty((n, 16, 16), np.uint16)
@@ -108,7 +145,7 @@ def write_shard(shard_dir: Path, labels: StreamLabels, src: Y4M, cq: int, info: 
     labels_out = np.empty(n, np.uint8)
     if n:
         order = np.lexsort((nodes[:, 2], nodes[:, 3], nodes[:, 0]))  # frame, y, x
-        nodes = nodes[order]
+        nodes, covered = nodes[order], covered[order]
         disp = nodes[:, 0]
         if disp.min() < 0 or disp.max() >= src.frames:
             raise DataError(f"{stream}: labels for frame {int(disp.max())} but the source "
@@ -140,6 +177,7 @@ def write_shard(shard_dir: Path, labels: StreamLabels, src: Y4M, cq: int, info: 
         meta["frame_type"] = nodes[:, 5]
         meta["base_qindex"] = nodes[:, 6]
         meta["edge"] = nodes[:, 7]
+        meta["covered"] = covered
         labels_out[:] = nodes[:, 4]
     meta["cq"] = cq
     meta["bit_depth"] = bd
@@ -161,7 +199,7 @@ def write_shard(shard_dir: Path, labels: StreamLabels, src: Y4M, cq: int, info: 
         "schema": "av1part-shard", "format_version": SHARD_FORMAT,
         **info,
         "cq": cq, "bit_depth": bd, "width": src.width, "height": src.height,
-        "count": n, "class_counts": class_counts, "class_counts_by_frame_type": by_ft,
+        "count": n, "covered": int(covered.sum()), "class_counts": class_counts, "class_counts_by_frame_type": by_ft,
         "frames": {
             "source": src.frames,
             "displayed": len(frames),

@@ -56,9 +56,15 @@ def verify(dataset: str, pixels: bool = True) -> dict:
                     res["hash_mismatches"] += 1
             labels = np.load(d / "labels.npy", mmap_mode="r")
             meta = np.load(d / "meta.npy", mmap_mode="r")
-            got = set(zip(meta["frame"].tolist(), meta["x"].tolist(), meta["y"].tolist(), labels.tolist()))
+            node = (np.asarray(meta["covered"]) == 0 if "covered" in (meta.dtype.names or ())
+                    else np.ones(len(labels), bool))
+            fxy = list(zip(meta["frame"].tolist(), meta["x"].tolist(), meta["y"].tolist()))
+            got = {k + (int(lab),) for k, lab, n in zip(fxy, labels.tolist(), node) if n}
             ref = _trace_labels(root / info["stream"]["file"], Path(td))
             res["label_mismatches"] += len(got ^ ref)
+            # covered_as_none rows (NONE inside a larger block) must not be nodes of the stream
+            ref_pos = {r[:3] for r in ref}
+            res["label_mismatches"] += sum(1 for k, n in zip(fxy, node) if not n and k in ref_pos)
             res["blocks"] += len(labels)
             res["shards"] += 1
             if pixels and len(labels):
