@@ -90,3 +90,12 @@ def test_small_evaluation_end_to_end(tmp_path, carphone_y4m):
     # A second run resumes: every encode is taken from the work directory.
     r2 = subprocess.run(cmd, capture_output=True, text=True)
     assert r2.returncode == 0 and r2.stderr.count("cached") == 28, r2.stderr[-1500:]
+    # Another preset as the reference: its stock encodes are reused from the plane, and the
+    # oracle's label file is extracted from the cached stream.
+    cmd3 = [sys.executable, "-m", "av1part_train.encoder_eval", "--y4m", clip, "--frames", "4", "--preset", "5",
+            "--presets", "5", "--configs", "oracle", "--reps", "1", "--out", str(out)]
+    r3 = subprocess.run(cmd3, capture_output=True, text=True)
+    assert r3.returncode == 0, r3.stderr[-2000:]
+    rows3 = {(x["clip"], x["config"]): x for x in json.loads((out / "encoder-eval.json").read_text())["rows"]}
+    assert rows3[("owncp", "oracle")]["oracle_mismatch"] == 0
+    assert rows3[("owncp", "oracle")]["match_16x16"] > 0.9
