@@ -22,7 +22,8 @@ is done (same command, binaries, source and model), so an interrupted run resume
 
 Configurations: ``stock:P`` (stock aomenc, --cpu-used=P), ``off`` (the fork, av1part off:
 must be bit-identical to stock), ``prune:T`` (threshold T), ``keep:K``, ``recall:R``,
-``force``, ``oracle`` (types from the stock encode's own 16×16 labels: the ceiling),
+``force`` (``+none`` / ``+square`` after a model configuration: NONE, or NONE and SPLIT,
+always searched), ``oracle`` (types from the stock encode's own 16×16 labels: the ceiling),
 ``oracle-node`` (the same, and NONE only where stock coded a larger block: the ceiling of a
 predictor that also tells when a 16×16 node is not used); a
 suffix ``@block`` (e.g. ``prune:0.05@block``) makes the fork call av1part_predict_block per
@@ -89,15 +90,23 @@ class Config:
     def slug(self) -> str:
         return self.spec.replace(":", "-")
 
-    def av1part_args(self, model: str, stats: Path) -> list[str]:
+    def parts(self) -> tuple[str, str, str | None, bool]:
+        """``KIND[:VAL][+none|+square][@block]`` -> (kind, val, always, at_block)."""
         spec, at_block = (self.spec[:-len("@block")], True) if self.spec.endswith("@block") else (self.spec, False)
+        spec, plus, always = spec.partition("+")
         kind, _, val = spec.partition(":")
+        return kind, val, always if plus else None, at_block
+
+    def av1part_args(self, model: str, stats: Path) -> list[str]:
+        kind, val, always, at_block = self.parts()
         common = [f"--av1part-stats={stats}"] + (["--av1part-call=block"] if at_block else [])
         if kind == "off":
             return ["--av1part-mode=off"]
         if kind in ORACLES:
             return [f"--av1part-mode={kind}"] + common
         args = [f"--av1part-model={model}"] + common
+        if always:
+            args.append(f"--av1part-always={ALWAYS[always]}")
         if kind == "force":
             return args + ["--av1part-mode=force"]
         if kind == "prune":
@@ -109,18 +118,25 @@ class Config:
         raise DataError(f"unknown configuration '{self.spec}'")
 
 
+# `+none` / `+square` after a model configuration: the types it always searches. libaom
+# prunes the rest of a node's search from the NONE and SPLIT results, so keeping them can
+# save more time than closing them.
+ALWAYS = {"none": "none", "square": "none,split"}
+
+
 def parse_configs(text: str) -> list[Config]:
     out = []
     for s in filter(None, (t.strip() for t in text.split(","))):
-        base = s[:-len("@block")] if s.endswith("@block") else s
-        kind, _, val = base.partition(":")
+        kind, val, always, at_block = Config(s).parts()
         ok = (kind in ("off", "force") + ORACLES and not val) or \
              (kind == "prune" and _is_prob(val, 0.0)) or (kind == "recall" and _is_prob(val, 1e-4)) or \
              (kind == "keep" and val.isdigit() and 1 <= int(val) <= 10)
+        ok = ok and (always is None or (always in ALWAYS and kind in ("force", "prune", "keep", "recall")))
         if not ok:
             raise DataError(f"bad configuration '{s}' (prune:T, keep:K, recall:R, force, oracle, oracle-node, off; "
-                            "'@block' after one asks per block)")
-        if s.endswith("@block") and kind in ("off",) + ORACLES:
+                            "'+none' or '+square' after a model configuration always searches NONE, or NONE "
+                            "and SPLIT; '@block' after one asks per block)")
+        if at_block and kind in ("off",) + ORACLES:
             raise DataError(f"'{s}': {kind} makes no predictions")
         out.append(Config(s))
     return out

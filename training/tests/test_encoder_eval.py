@@ -14,12 +14,16 @@ from av1part_train.encoder_eval import fork_aomenc, frame_md5s, ivf_payload_byte
 
 
 def test_configurations_parse_and_bad_ones_are_refused():
-    got = parse_configs("prune:0.05, keep:3,recall:0.9,force,oracle,oracle-node,off,force@block")
+    got = parse_configs("prune:0.05, keep:3,recall:0.9,force,oracle,oracle-node,off,force@block,recall:0.9+square")
     assert [c.spec for c in got] == ["prune:0.05", "keep:3", "recall:0.9", "force", "oracle", "oracle-node", "off",
-                                     "force@block"]
-    assert "--av1part-call=block" in got[-1].av1part_args("m", "s") and "--av1part-mode=force" in got[-1].av1part_args("m", "s")
+                                     "force@block", "recall:0.9+square"]
+    assert got[-1].parts() == ("recall", "0.9", "square", False)
+    assert "--av1part-always=none,split" in got[-1].av1part_args("m", "s")
+    assert not any(a.startswith("--av1part-always") for a in got[0].av1part_args("m", "s"))
+    assert "--av1part-call=block" in got[-2].av1part_args("m", "s") and "--av1part-mode=force" in got[-2].av1part_args("m", "s")
     assert not any(a.startswith("--av1part-call") for a in got[0].av1part_args("m", "s"))
-    for bad in ["prune", "prune:2", "keep:0", "keep:11", "recall:0", "force:1", "magic", "oracle@block", "oracle-node@block", "oracle-node:1", "off@block"]:
+    for bad in ["prune", "prune:2", "keep:0", "keep:11", "recall:0", "force:1", "magic", "oracle@block", "oracle-node@block", "oracle-node:1", "off@block",
+                "oracle+none", "prune:0.1+all", "force+"]:
         with pytest.raises(DataError):
             parse_configs(bad)
 

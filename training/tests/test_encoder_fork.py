@@ -154,6 +154,24 @@ def _fails_at_start(work, name, args, needle, env=None):
     return r
 
 
+def test_always_kept_types(work, tmp_path):
+    """--av1part-always: force with every type always kept searches as stock (same stream,
+    nothing skipped); with none,split kept, at most the other eight are skipped per node."""
+    stock, _ = encode(work, "always-stock", stock_aomenc(), [])
+    every = "none,horz,vert,split,horz_a,horz_b,vert_a,vert_b,horz_4,vert_4"
+    ivf, r = encode(work, "always-all", fork_aomenc(), [f"--av1part-model={MODEL}", "--av1part-mode=force",
+                                                         f"--av1part-always={every}"])
+    assert sha(ivf) == sha(stock)
+    assert "av1part: mode=force" in r.stderr and " types_skipped=0 " in r.stderr, r.stderr[-600:]
+    stats = tmp_path / "sq.txt"
+    encode(work, "always-sq", fork_aomenc(), [f"--av1part-model={MODEL}", "--av1part-mode=force",
+                                             "--av1part-always=none,split", f"--av1part-stats={stats}"])
+    s = read_stats_summary(stats)
+    assert s["nodes_restricted"] > 0 and 0 < s["types_skipped"] <= 8 * s["nodes_restricted"], s
+    _fails_at_start(work, "badalways", [f"--av1part-model={MODEL}", "--av1part-mode=force",
+                                        "--av1part-always=none,diagonal"], "'diagonal' is not a partition type")
+
+
 def test_bad_setups_fail_at_start(work, tmp_path):
     _fails_at_start(work, "nomodel", ["--av1part-model=/nonexistent", "--av1part-mode=prune",
                                       "--av1part-keep=2"], "av1part: cannot load model")
