@@ -593,7 +593,9 @@ def main(argv=None) -> int:
     p.add_argument("--cq", default="24,32,40,48")
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--configs", default="prune:0.05,force,oracle")
-    p.add_argument("--reps", type=int, default=2, help="timing repetitions of the reference and av1part runs")
+    p.add_argument("--reps", type=int, default=2, help="repetitions of the reference, av1part and stock runs; with 2 or more, ΔT is "
+                        "timed from the repetitions after the first, where each reference encode runs next "
+                        "to the configurations it is compared with")
     p.add_argument("--model", default=str(REPO / "onnx" / "default"))
     p.add_argument("--jobs", type=int, default=2, help="encodes run at once (each 1 thread)")
     p.add_argument("--out", default="out/encoder-eval")
