@@ -73,6 +73,8 @@ def fork_aomenc() -> Path:
 # --- configurations ------------------------------------------------------------------------
 # Configurations that take the types from the reference encode's labels, not from a model.
 ORACLES = ("oracle", "oracle-node")
+# Configurations that ask the model.
+MODEL_KINDS = ("force", "prune", "keep", "recall")
 
 @dataclass(frozen=True)
 class Config:
@@ -97,6 +99,10 @@ class Config:
         kind, _, val = spec.partition(":")
         return kind, val, always if plus else None, at_block
 
+    @property
+    def uses_model(self) -> bool:
+        return not self.is_stock and self.parts()[0] in MODEL_KINDS
+
     def av1part_args(self, model: str, stats: Path) -> list[str]:
         kind, val, always, at_block = self.parts()
         common = [f"--av1part-stats={stats}"] + (["--av1part-call=block"] if at_block else [])
@@ -118,9 +124,9 @@ class Config:
         raise DataError(f"unknown configuration '{self.spec}'")
 
 
-# `+none` / `+square` after a model configuration: the types it always searches. libaom
-# prunes the rest of a node's search from the NONE and SPLIT results, so keeping them can
-# save more time than closing them.
+# `+none` / `+square` after a model configuration: the types it always searches (libaom
+# prunes the rest of a node's search from the NONE and SPLIT results; measured at cpu-used 3,
+# keeping them saved less time, not more: encoder/RESULTS.md).
 ALWAYS = {"none": "none", "square": "none,split"}
 
 
@@ -131,12 +137,12 @@ def parse_configs(text: str) -> list[Config]:
         ok = (kind in ("off", "force") + ORACLES and not val) or \
              (kind == "prune" and _is_prob(val, 0.0)) or (kind == "recall" and _is_prob(val, 1e-4)) or \
              (kind == "keep" and val.isdigit() and 1 <= int(val) <= 10)
-        ok = ok and (always is None or (always in ALWAYS and kind in ("force", "prune", "keep", "recall")))
+        ok = ok and (always is None or (always in ALWAYS and kind in MODEL_KINDS))
         if not ok:
             raise DataError(f"bad configuration '{s}' (prune:T, keep:K, recall:R, force, oracle, oracle-node, off; "
                             "'+none' or '+square' after a model configuration always searches NONE, or NONE "
                             "and SPLIT; '@block' after one asks per block)")
-        if at_block and kind in ("off",) + ORACLES:
+        if at_block and kind not in MODEL_KINDS:
             raise DataError(f"'{s}': {kind} makes no predictions")
         out.append(Config(s))
     return out
@@ -291,7 +297,7 @@ class Evaluation:
         k = {"cmd": [Path(c).name if os.sep in c else c for c in cmd],
              "binaries": {enc: self.binaries[enc], "aomdec": self.binaries["aomdec"]},
              "source": self.source_sha[job.clip],
-             "model": None if job.config.is_stock or job.config.spec in ("off",) + ORACLES else self.model_sha}
+             "model": self.model_sha if job.config.uses_model else None}
         return hashlib.sha256(json.dumps(k, sort_keys=True).encode()).hexdigest()[:16]
 
     def run_job(self, job: Job) -> dict:
@@ -315,10 +321,8 @@ class Evaluation:
         if result_path.exists():
             old = json.loads(result_path.read_text())
             if old.get("key") == key:
-                # a stock encode done as a plane point of an earlier run, now the reference
-                oracle = Path(str(base) + ".oracle")
-                if job.config == self.reference() and job.rep == 0 and not oracle.exists():
-                    extract_labels(str(base) + ".ivf", str(oracle), all_decoded=True)
+                # (a stock encode done as a plane point of an earlier run may be this run's reference)
+                self._oracle_labels(job, base)
                 self._progress(job, old, cached=True)
                 return old
         rc, cpu, wall = run_timed(cmd, Path(str(base) + ".log"))
@@ -335,13 +339,18 @@ class Evaluation:
             res["av1part"] = read_stats_summary(Path(str(base) + ".stats"))
         # 16x16 labels: display order (match rate); the reference also in decode order (oracle).
         extract_labels(str(ivf), str(base) + ".labels")
-        if job.config == self.reference() and job.rep == 0:
-            extract_labels(str(ivf), str(base) + ".oracle", all_decoded=True)
+        self._oracle_labels(job, base)
         tmp = result_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(res, indent=1))
         os.replace(tmp, result_path)
         self._progress(job, res, cached=False)
         return res
+
+    def _oracle_labels(self, job: Job, base: Path) -> None:
+        """The reference's labels in decode order, which the oracle modes read; written once."""
+        oracle = Path(str(base) + ".oracle")
+        if job.config == self.reference() and job.rep == 0 and not oracle.exists():
+            extract_labels(str(base) + ".ivf", str(oracle), all_decoded=True)
 
     def check_stream(self, job: Job, ivf: Path) -> dict:
         """Decodes with stock aomdec and dav1d: per-frame MD5s must agree; PSNR from aomdec."""

@@ -17,6 +17,7 @@ import torch
 
 from . import PARTITION_NAMES
 from .augment import augment_arrays, check_mode as check_augment
+from .data.shard import covered_mask
 from .models.stage import LABEL_MAPS, STAGES, stage_classes
 from .tensor import InputSpec, build_side, build_x, is_intra_frame_type
 
@@ -205,8 +206,7 @@ class BlockDataset(torch.utils.data.Dataset):
             pos = np.nonzero(self.sid == s)[0]
             meta = self.shards[s].arr["meta"]
             ft[pos] = np.asarray(meta["frame_type"])[self.rows[pos]]
-            if "covered" in (meta.dtype.names or ()):
-                cov[pos] = np.asarray(meta["covered"])[self.rows[pos]] != 0
+            cov[pos] = covered_mask(meta)[self.rows[pos]]
         return {"sequence": seq, "cpu_used": cpu, "intra": is_intra_frame_type(ft), "covered": cov}
 
     def tensors(self, a: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -72,20 +72,22 @@ def test_manifest(dataset, clip):
         assert not (dataset / "work").exists()
 
 
+def _shards(root):
+    """Each shard of a built dataset: its manifest entry, directory, shard.json and arrays."""
+    m = json.loads((root / "manifest.json").read_text())
+    for sh in m["shards"]:
+        d = root / sh["path"]
+        arrays = {a: np.load(d / f"{a}.npy", mmap_mode="r") for a in ("y", "u", "v", "prev_y", "labels", "meta")}
+        yield sh, d, json.loads((d / "shard.json").read_text()), arrays
+
+
 def test_shard_format_and_pixels(dataset, clip):
     m = json.loads((dataset / "manifest.json").read_text())
     src = open_y4m(clip)
     seqs = {s["name"]: s for s in m["sequences"]}
     total_edge = 0
-    for sh in m["shards"]:
-        d = dataset / sh["path"]
-        info = json.loads((d / "shard.json").read_text())
-        y = np.load(d / "y.npy", mmap_mode="r")
-        u = np.load(d / "u.npy", mmap_mode="r")
-        v = np.load(d / "v.npy", mmap_mode="r")
-        py = np.load(d / "prev_y.npy", mmap_mode="r")
-        lab = np.load(d / "labels.npy", mmap_mode="r")
-        meta = np.load(d / "meta.npy", mmap_mode="r")
+    for sh, d, info, arr in _shards(dataset):
+        y, u, v, py, lab, meta = (arr[a] for a in ("y", "u", "v", "prev_y", "labels", "meta"))
         n = info["count"]
         assert n > 0 and sum(info["class_counts"]) == n
         assert y.dtype == np.uint16 and y.shape == (n, 16, 16)
@@ -252,12 +254,8 @@ def test_covered_as_none(clip, tmp_path):
     src = open_y4m(clip)
     seqs = {s["name"]: s for s in m["sequences"]}
     total_cov = 0
-    for sh in m["shards"]:
-        d = out / sh["path"]
-        info = json.loads((d / "shard.json").read_text())
-        meta = np.load(d / "meta.npy")
-        lab = np.load(d / "labels.npy")
-        y = np.load(d / "y.npy")
+    for sh, d, info, arr in _shards(out):
+        meta, lab, y = arr["meta"], arr["labels"], arr["y"]
         cov = meta["covered"] == 1
         assert info["covered"] == int(cov.sum())
         total_cov += int(cov.sum())

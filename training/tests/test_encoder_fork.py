@@ -185,6 +185,7 @@ def test_bad_setups_fail_at_start(work, tmp_path):
     _fails_at_start(work, "norule", [f"--av1part-model={MODEL}", "--av1part-mode=prune"], "prune mode needs")
     _fails_at_start(work, "nomodel2", ["--av1part-mode=force"], "need a model")
     _fails_at_start(work, "noracle", ["--av1part-mode=oracle"], "oracle mode needs a label file")
+    _fails_at_start(work, "noracle2", ["--av1part-mode=oracle-node"], "oracle mode needs a label file")
     _fails_at_start(work, "badthr", [f"--av1part-model={MODEL}", "--av1part-mode=prune",
                                      "--av1part-prune-threshold=1.5"], "av1part-prune-threshold")
     # An oracle file of another frame size is refused at start.

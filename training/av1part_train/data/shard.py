@@ -83,6 +83,14 @@ def is_complete(shard_dir: Path) -> bool:
         return False
 
 
+def covered_mask(meta: np.ndarray) -> np.ndarray:
+    """Rows of a shard's meta that are positions inside a larger block (`covered`); a shard of
+    format 1 has no such field and no such rows."""
+    if "covered" in (meta.dtype.names or ()):
+        return np.asarray(meta["covered"]) != 0
+    return np.zeros(len(meta), bool)
+
+
 def covered_positions(labels: StreamLabels, keep_existing_frames: bool = True) -> np.ndarray:
     """The 16x16 positions wholly inside the frame where the stream has no 16x16 node (stock
     coded them inside a larger block), in the node rows' format (StreamLabels.COLS) with

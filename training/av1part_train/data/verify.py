@@ -17,7 +17,7 @@ import numpy as np
 
 from .build import convert_depth
 from .errors import DataError
-from .shard import _blocks
+from .shard import _blocks, covered_mask
 from .tools import labels_path, read_labels, sha256_file
 from .y4m import open_y4m
 
@@ -56,8 +56,7 @@ def verify(dataset: str, pixels: bool = True) -> dict:
                     res["hash_mismatches"] += 1
             labels = np.load(d / "labels.npy", mmap_mode="r")
             meta = np.load(d / "meta.npy", mmap_mode="r")
-            node = (np.asarray(meta["covered"]) == 0 if "covered" in (meta.dtype.names or ())
-                    else np.ones(len(labels), bool))
+            node = ~covered_mask(meta)
             fxy = list(zip(meta["frame"].tolist(), meta["x"].tolist(), meta["y"].tolist()))
             got = {k + (int(lab),) for k, lab, n in zip(fxy, labels.tolist(), node) if n}
             ref = _trace_labels(root / info["stream"]["file"], Path(td))
