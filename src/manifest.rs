@@ -370,10 +370,30 @@ impl Bundle {
             .any(|(_, src)| *src == Source::Side)
     }
 
-    /// Whether the previous source frame influences predictions.
+    /// Whether any model consumes the block tensor. A bundle whose graph
+    /// takes side features alone (no trunk) does not: the plugin then builds
+    /// no block tensor at all.
+    pub fn uses_block(&self) -> bool {
+        let graph = self.graph.as_ref().map_or(&[][..], |g| &g.inputs[..]);
+        self.trunk.is_some()
+            || self
+                .stages
+                .iter()
+                .flat_map(|s| s.inputs.iter())
+                .chain(graph)
+                .any(|(_, src)| *src == Source::Block)
+    }
+
+    /// Whether the previous source frame influences predictions: through
+    /// the `prev_y` channel of a block tensor some model reads, or through a
+    /// side feature that reads it (`has_prev`, `block_stats`).
     pub fn uses_prev(&self) -> bool {
-        self.channels.contains(&Channel::PrevY)
-            || (self.uses_side() && self.side_features.contains(&SideFeature::HasPrev))
+        (self.uses_block() && self.channels.contains(&Channel::PrevY))
+            || (self.uses_side()
+                && self
+                    .side_features
+                    .iter()
+                    .any(|f| matches!(f, SideFeature::HasPrev | SideFeature::BlockStats)))
     }
 
     /// Reads, parses and validates `dir/manifest.json`, reads every file

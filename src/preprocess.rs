@@ -263,6 +263,9 @@ pub(crate) struct TensorLayout {
     side_features: Vec<SideFeature>,
     /// The value of the `cpu_used` side feature (the context's preset / 10).
     cpu_used: f32,
+    /// Whether some model reads the block tensor (`Bundle::uses_block`);
+    /// when none does, `fill` reads and checks the planes but writes no `x`.
+    writes_x: bool,
     /// `tables[bit depth index][channel][sample]`: the contract's
     /// normalisation of every possible sample value, computed once with the
     /// same float32 expression, so a lookup gives the same bits as the
@@ -356,6 +359,7 @@ impl TensorLayout {
         l.cpu_used = preset.map_or(0.0, |p| p as f32 / CPU_USED_SCALE);
         l.order = b.layout;
         l.x_shape = b.layout.x_shape(l.channels.len());
+        l.writes_x = b.uses_block();
         l
     }
 
@@ -383,12 +387,17 @@ impl TensorLayout {
             side_features,
             cpu_used: 0.0,
             tables,
+            writes_x: true,
         }
     }
 
-    /// Floats per block in `x`.
+    /// Floats per block in `x`: none when no model reads the block tensor.
     pub(crate) fn x_len(&self) -> usize {
-        self.channels.len() * BLOCK * BLOCK
+        if self.writes_x {
+            self.channels.len() * BLOCK * BLOCK
+        } else {
+            0
+        }
     }
 
     /// Floats per block in `side`.
@@ -476,6 +485,7 @@ impl TensorLayout {
         // stack (at most 4 channels: they are distinct), then reorder.
         let n = self.x_len();
         match self.order {
+            _ if n == 0 => {} // no model reads the block tensor
             InputLayout::Planar => {
                 self.write_planar(src.bit_depth, [&y, prev], [&u, &v], &mut x[..n])
             }

@@ -132,3 +132,53 @@ fn graph_hash_and_inputs_are_checked() {
         &["model.onnx", "graph.inputs"],
     );
 }
+
+/// A bundle without trunk (`onnx/test-notrunk`): the graph's one input is
+/// `side`, so the plugin builds no block tensor, yet it reads and checks
+/// every plane as for any bundle, and the previous frame still counts
+/// (through `block_stats` and `has_prev`).
+#[test]
+fn a_graph_without_block_input_predicts_and_still_checks_the_planes() {
+    let dir = common::root().join("onnx/test-notrunk");
+    let ctx = Context::new(&common::config(&dir)).unwrap();
+    assert!(ctx.uses_prev_frame());
+    let mut gb = common::random_blocks(40, 3);
+    let blocks: Vec<_> = gb.iter().map(|b| b.block()).collect();
+    let mut out = vec![Prediction::default(); blocks.len()];
+    ctx.predict_blocks(&blocks, &mut out).unwrap();
+    // the prediction moves with the samples (the statistics read them)
+    let mut moved = 0;
+    for (i, b) in gb.iter().enumerate() {
+        let mut flat = b.clone();
+        flat.y.iter_mut().for_each(|s| *s = 1 << (b.bit_depth - 1));
+        let mut one = [Prediction::default()];
+        ctx.predict_blocks(&[flat.block()], &mut one).unwrap();
+        moved += (one[0].probabilities != out[i].probabilities) as usize;
+    }
+    assert!(moved >= 35, "only {moved} of 40 predictions depend on the luma samples");
+    let max = (1u16 << gb[0].bit_depth) - 1;
+    gb[0].u[5] = max + 1;
+    let mut one = [Prediction::default()];
+    let e = ctx.predict_blocks(&[gb[0].block()], &mut one).unwrap_err();
+    assert!(e.to_string().contains(&format!("exceeds {max}")), "{e}");
+}
+
+/// A manifest that declares a block input the side-only graph lacks is a
+/// model-load error naming the input.
+#[test]
+fn a_block_input_the_graph_lacks_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let src = common::root().join("onnx/test-notrunk");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
+    }
+    let p = d.path().join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    m["graph"]["inputs"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"name": "x", "source": "block", "shape": [-1, 4, 16, 16]}));
+    std::fs::write(&p, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    common::expect_model_error(d.path(), &["model.onnx", "x"]);
+}

@@ -90,8 +90,9 @@ fn check_with_margin(
 /// test bundles (schema 1, the fused schema 2, `test-cells`: test-fused
 /// compacted, taking the cells layout, and `test-stats`: heads that also see
 /// block statistics computed in the graph, `test-sidestats`: the same
-/// statistics as the `block_stats` side feature, computed by the plugin) and the trained `fast` and
-/// `default` bundles.
+/// statistics as the `block_stats` side feature, computed by the plugin,
+/// `test-notrunk`: heads on that side feature alone, a graph with no block
+/// input) and the trained `fast` and `default` bundles.
 fn bundles_with_golden() -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(common::root().join("onnx"))
         .unwrap()
@@ -105,6 +106,7 @@ fn bundles_with_golden() -> Vec<std::path::PathBuf> {
         "test-cells",
         "test-stats",
         "test-sidestats",
+        "test-notrunk",
         "test-preset",
         "fast",
         "default",

@@ -689,9 +689,11 @@ def compact_bundle(src, dst, name: str | None = None, tolerance: float = 1e-5, l
     if m["input"].get("layout", "planar") != "planar":
         raise CompactError(f"{src}: already compacted (input layout {m['input']['layout']!r})")
     orig = onnx.load(str(src / m["graph"]["file"]))
-    new = compact_model(orig, group=group, layout=layout, collapse=collapse)
     block_inputs = [i["name"] for i in m["graph"]["inputs"] if i["source"] == "block"]
-    diffs = max_output_diff(orig, new, b_layout=layout, x_name=block_inputs[0])
+    if not block_inputs:
+        layout = "planar"   # a graph without block input (no trunk) has no block tensor to reorder
+    new = compact_model(orig, group=group, layout=layout, collapse=collapse)
+    diffs = max_output_diff(orig, new, b_layout=layout, x_name=block_inputs[0] if block_inputs else "x")
     if max(diffs.values()) > tolerance:
         raise CompactError(f"compacted graph differs from {src} by {diffs} (tolerance {tolerance})")
     with tempfile.TemporaryDirectory() as td:

@@ -284,6 +284,17 @@ def _normalised_prior(s: str, priors) -> list[float]:
     return [float(v) for v in pr / pr.sum()]
 
 
+class _SideOnly(torch.nn.Module):
+    """The fused graph of a bundle without trunk: ``side`` is its one input."""
+
+    def __init__(self, fused):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, side):
+        return self.fused(None, side)
+
+
 def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, side_chk, tol, name, description,
                   recipe, metrics, skip_below, max_bundle_bytes, temperatures) -> dict:
     """One graph (model.onnx): (x[, side]) -> a softmax output per stage,
@@ -293,13 +304,21 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
 
     with torch.no_grad():
         mod = FusedExport(stages, shifts, temperatures).eval()
-        if spec.num_side:
+        # a bundle without trunk (models/notrunk.py) never reads the block tensor:
+        # its graph takes the side features alone, and the plugin builds no `x`
+        takes_block = mod.takes_block
+        if takes_block and spec.num_side:
             args, names = (x_chk[:2], side_chk[:2]), ["x", "side"]
             want = mod(x_chk, side_chk)
-        else:
+        elif takes_block:
             args, names = (x_chk[:2],), ["x"]
             want = mod(x_chk)
-        proto = _export_onnx(mod, args, names, list(STAGE_ORDER))
+        else:
+            if not spec.num_side:
+                raise ExportError("a bundle without trunk needs side features")
+            args, names = (side_chk[:2],), ["side"]
+            want = mod(None, side_chk)
+        proto = _export_onnx(mod if takes_block else _SideOnly(mod), args, names, list(STAGE_ORDER))
     onnx.save_model(proto, str(tmp / FUSED_FILE))
     onnx.checker.check_model(str(tmp / FUSED_FILE))
     # Fold the weight-only subgraphs (BlockNet's dense grid matrices, the
@@ -319,7 +338,7 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(tmp / FUSED_FILE), so, providers=["CPUExecutionProvider"])
-    feed = {"x": x_chk.numpy()}
+    feed = {"x": x_chk.numpy()} if takes_block else {}
     if spec.num_side:
         feed["side"] = side_chk.numpy()
     got = sess.run(list(STAGE_ORDER), feed)
@@ -327,7 +346,7 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
     for s, d in diffs.items():
         if not d <= tol:
             raise ExportError(f"{FUSED_FILE}: output {s}: onnxruntime vs PyTorch max abs diff {d:.3g} > {tol}")
-    inputs = [{"name": "x", "source": "block", "shape": spec.x_shape()}]
+    inputs = [{"name": "x", "source": "block", "shape": spec.x_shape()}] if takes_block else []
     if spec.num_side:
         inputs.append({"name": "side", "source": "side", "shape": [-1, spec.num_side]})
     manifest = {

@@ -62,7 +62,9 @@ def build_test_hierarchy(seed: int = 0, arch: str = "tiny", spec: InputSpec = TE
     for s in STAGE_ORDER[1:]:
         members = []
         for _ in range(ab_members if s == "stage3_ab" else 1):
-            m = StageModel(s, mode="adapter", backbone=copy.deepcopy(s1.backbone), **kw)
+            # a bundle without trunk has no backbone to adapt: its later stages are heads alone
+            mode = "adapter" if s1.has_trunk else "frozen"
+            m = StageModel(s, mode=mode, backbone=copy.deepcopy(s1.backbone), **kw)
             randomize_(m.adapters, g)
             randomize_(m.head, g)
             if block_stats:
@@ -116,6 +118,10 @@ TEST_BUNDLES = {
     "test-sidestats": {"arch": "blocknet8", "stem": "patch4", "fused": True, "side_stats": True,
                        "description": "fixed-seed fused BlockNet test bundle taking the block_stats side "
                                       "feature (random weights)"},
+    # no trunk (models/notrunk.py): MLP heads on the block_stats side feature, a graph with no `x` input
+    "test-notrunk": {"arch": "statsmlp", "stem": "none", "fused": True, "side_stats": True,
+                     "description": "fixed-seed test bundle without trunk: MLP heads on the block_stats side "
+                                    "feature (random weights)"},
     # the encoder preset as a side input (input.presets [1, 3]); its golden set is at preset 1
     "test-preset": {"arch": "tiny", "stem": "small", "fused": False, "presets": (1, 3),
                     "description": "fixed-seed tiny test bundle taking cpu_used (random weights)"},

@@ -21,8 +21,9 @@ BUNDLE = ONNX / "test-tiny"
 KINDS = ["test-tiny", "test-fused"]
 # test-cells is test-fused compacted (python -m av1part_train compact; tests/test_compact.py);
 # test-stats is make-test-bundle --kind test-stats compacted (tests/test_block_stats.py),
-# test-sidestats likewise with --kind test-sidestats (tests/test_side_stats.py)
-GOLDEN_KINDS = KINDS + ["test-cells", "test-stats", "test-sidestats"]
+# test-sidestats likewise with --kind test-sidestats (tests/test_side_stats.py), test-notrunk with
+# --kind test-notrunk (tests/test_notrunk.py)
+GOLDEN_KINDS = KINDS + ["test-cells", "test-stats", "test-sidestats", "test-notrunk"]
 TOL = 1e-5          # docs/CONTRACTS.md: parity tolerance
 TIE_MARGIN = 1e-4   # top-two gap below which another CPU may pick the other
 
@@ -66,8 +67,12 @@ def test_committed_bundle_reproduces_its_golden_set(kind):
     m = ref.manifest
     assert m["input"]["channels"] == ["y", "u", "v", "prev_y"]
     assert m["input"]["side_features"] == (["qindex", "intra", "has_prev"]
-                                           + (["block_stats"] if kind == "test-sidestats" else []))
-    if kind in ("test-fused", "test-cells", "test-stats", "test-sidestats"):
+                                           + (["block_stats"] if kind in ("test-sidestats", "test-notrunk")
+                                              else []))
+    if kind == "test-notrunk":   # no trunk: the graph takes the side features alone
+        assert m["schema_version"] == 2 and [i["source"] for i in m["graph"]["inputs"]] == ["side"]
+        assert m["input"].get("layout", "planar") == "planar" and m["training"]["recipe"]["compaction"]["stacked_branches"]
+    elif kind in ("test-fused", "test-cells", "test-stats", "test-sidestats"):
         assert m["schema_version"] == 2 and m["graph"] and "trunk" not in m
         assert m["training"]["recipe"]["shared_layer3"]
         if kind in ("test-cells", "test-stats", "test-sidestats"):   # compacted (python -m av1part_train compact)

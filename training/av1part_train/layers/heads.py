@@ -35,11 +35,12 @@ class MLPHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.fc = nn.Linear(d, num_classes)
 
-    def forward(self, pooled: torch.Tensor, side: torch.Tensor | None = None,
+    def forward(self, pooled: torch.Tensor | None, side: torch.Tensor | None = None,
                 pre_logits: bool = False) -> torch.Tensor:
         if self.num_side:
             if side is None:
                 raise ValueError("this head needs side features")
-            pooled = torch.cat([pooled, side], dim=1)
+            # pooled is None for a head without trunk (models/notrunk.py)
+            pooled = side if pooled is None else torch.cat([pooled, side], dim=1)
         z = self.mlp(pooled)
         return z if pre_logits else self.fc(z)

@@ -164,6 +164,11 @@ class StageModel(nn.Module):
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; known: {POOLS}")
         self.adapters = nn.ModuleDict()
+        self.has_trunk = getattr(self.backbone, "has_trunk", True)
+        if mode == "adapter" and not self.has_trunk:
+            raise ValueError(f"arch {arch!r} has no trunk to adapt: train its Stages 2/3 in mode 'frozen'")
+        if not self.has_trunk and not num_side:
+            raise ValueError(f"arch {arch!r} has no trunk: its heads need side features")
         if mode == "adapter":
             for name in adapter_layers:
                 if name not in ("layer3", "layer4"):
@@ -227,12 +232,13 @@ class StageModel(nn.Module):
         return self.block_stats(patchify(x, self.backbone.in_chans) if x.dim() == 4 else x)
 
     def forward_head(self, h, side=None, pre_logits: bool = False, stats=None):
-        pooled = pool_features(h, self.pool)
+        # no trunk (models/notrunk.py): the head sees the side features alone
+        pooled = pool_features(h, self.pool) if self.has_trunk else None
         if self.block_stats_cfg is not None:
             if stats is None:
                 raise ValueError("this head needs the block statistics (compute_stats of the block tensor)")
             z = _batchnorm_affine(self.stats_norm, stats)
-            pooled = torch.cat([pooled, z], dim=1)
+            pooled = z if pooled is None else torch.cat([pooled, z], dim=1)
         if self.side_norm is not None and side is not None:
             side = _batchnorm_affine(self.side_norm, side)
         return self.head(pooled, side, pre_logits=pre_logits)
@@ -310,6 +316,8 @@ class FusedExport(nn.Module):
         if any(c != cfgs[0] for c in cfgs):
             raise ValueError("the stages' block statistics differ (they must come from one input spec)")
         self.stats = BlockStats(**cfgs[0]) if cfgs else None
+        # without a trunk and without in-graph statistics nothing reads the block tensor
+        self.takes_block = self.stage1.has_trunk or self.stats is not None
 
     def forward(self, x, side=None):
         trunk_in, stats = x, None
