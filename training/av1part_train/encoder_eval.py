@@ -50,7 +50,7 @@ import numpy as np
 
 from .bdrate import BdRateError, bd_rate
 from .data.errors import DataError
-from .data.tools import aom_root, aomenc_path, extract_labels, labels_path, read_labels
+from .data.tools import aom_root, aomenc_path, extract_labels, labels_path, read_labels, stamp_source
 from .data.y4m import open_y4m
 from .clips import CLIPS, DEFAULT_CLIPS, prepare_clip
 from .hashing import sha256_file
@@ -350,7 +350,11 @@ class Evaluation:
         """The reference's labels in decode order, which the oracle modes read; written once."""
         oracle = Path(str(base) + ".oracle")
         if job.config == self.reference() and job.rep == 0 and not oracle.exists():
-            extract_labels(str(base) + ".ivf", str(oracle), all_decoded=True)
+            tmp = Path(str(oracle) + ".tmp")
+            extract_labels(str(base) + ".ivf", str(tmp), all_decoded=True)
+            # the fork refuses, at the first frame, labels whose source is another clip
+            stamp_source(str(tmp), self.sources[job.clip])
+            os.replace(tmp, oracle)
 
     def check_stream(self, job: Job, ivf: Path) -> dict:
         """Decodes with stock aomdec and dav1d: per-frame MD5s must agree; PSNR from aomdec."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from av1part_train.data import testing as T
-from av1part_train.data.tools import extract_labels
+from av1part_train.data.tools import extract_labels, source_hash, stamp_source
 from av1part_train.encoder_eval import fork_aomenc, frame_md5s, read_stats_summary, stock_aomdec, stock_aomenc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,10 +122,12 @@ def test_ten_bit_input(work):
 
 
 def test_oracle_reproduces_the_stock_partitions(work):
-    d, _ = work
+    d, clips = work
     stock, _ = encode(work, "o-stock", stock_aomenc(), [])
     oracle_file = d / "o-stock.oracle"
     extract_labels(str(stock), str(oracle_file), all_decoded=True)
+    # the file names its clip (the fork checks it against the first frame it is given)
+    assert f"source={stamp_source(str(oracle_file), clips['cp168x120'])}" in oracle_file.read_text().splitlines()[0]
     stats = d / "o-stats.txt"
     ivf, _ = encode(work, "o-fork", fork_aomenc(), ["--av1part-mode=oracle", f"--av1part-oracle={oracle_file}",
                                                     f"--av1part-stats={stats}", "--test-decode=fatal"])
@@ -172,7 +174,7 @@ def test_always_kept_types(work, tmp_path):
                                         "--av1part-always=none,diagonal"], "'diagonal' is not a partition type")
 
 
-def test_bad_setups_fail_at_start(work, tmp_path):
+def test_bad_setups_fail_at_start(work, tmp_path, carphone_y4m):
     _fails_at_start(work, "nomodel", ["--av1part-model=/nonexistent", "--av1part-mode=prune",
                                       "--av1part-keep=2"], "av1part: cannot load model")
     corrupt = tmp_path / "corrupt"
@@ -193,6 +195,20 @@ def test_bad_setups_fail_at_start(work, tmp_path):
     wrong.write_text("# av1part-labels 1 stream=x width=176 height=144 bit_depth=8\n# end decoded=0 displayed=0 nodes=0\n")
     _fails_at_start(work, "wrongsize", ["--av1part-mode=oracle", f"--av1part-oracle={wrong}"],
                     "labels of a 176x144 stream, encoding 168x120")
+    # Labels of another clip of the same size (the same crop 2 pixels lower) are refused at
+    # the first frame, before anything is encoded; a malformed source= at start.
+    d, clips = work
+    other = T.crop_y4m(str(carphone_y4m), str(tmp_path / "other.y4m"), 168, 120, 6, x0=4, y0=10)
+    stock, _ = encode(work, "src-stock", stock_aomenc(), [])
+    labels = tmp_path / "other.oracle"
+    extract_labels(str(stock), str(labels), all_decoded=True)
+    assert stamp_source(str(labels), other) != source_hash(clips["cp168x120"])
+    _fails_at_start(work, "othersource", ["--av1part-mode=oracle", f"--av1part-oracle={labels}"],
+                    "holds the labels of another source")
+    bad = tmp_path / "badsource.oracle"
+    bad.write_text(labels.read_text().replace("source=", "source=zz", 1))
+    _fails_at_start(work, "badsource", ["--av1part-mode=oracle", f"--av1part-oracle={bad}"],
+                    "source= is not 16 lowercase hex digits")
 
 
 def test_plugin_error_mid_encode_falls_back_and_is_counted(work, tmp_path):

@@ -144,3 +144,31 @@ def extract_labels(stream: str, out: str, all_decoded: bool = False, env: dict |
         msg = r.stderr.strip() or f"exit status {r.returncode}"
         raise DataError(f"{stream}: label extraction failed: {msg}")
     return read_labels(out)
+
+
+_FNV_OFFSET, _FNV_PRIME, _MASK64 = 0xcbf29ce484222325, 0x100000001b3, (1 << 64) - 1
+
+
+def source_hash(y4m: str) -> str:
+    """FNV-1a 64 of a clip's first frame luma, each sample as two bytes (low, high), in
+    16 hex digits: the `source=` of an oracle label file, which the fork checks against the
+    first frame it is given (encoder/patches/0002, av1part_hook_check_source)."""
+    from .y4m import open_y4m
+    y, _, _ = open_y4m(y4m).frame(0)
+    h = _FNV_OFFSET
+    for b in y.astype("<u2").tobytes():
+        h = ((h ^ b) * _FNV_PRIME) & _MASK64
+    return f"{h:016x}"
+
+
+def stamp_source(labels: str, y4m: str) -> str:
+    """Names the clip an oracle label file belongs to: appends `source=<source_hash>` to its
+    header line (replacing an earlier one); returns the hash."""
+    lines = Path(labels).read_text().splitlines(keepends=True)
+    if not lines or not lines[0].startswith("# av1part-labels"):
+        raise DataError(f"{labels}: not an av1part-labels output")
+    h = source_hash(y4m)
+    words = [w for w in lines[0].split() if not w.startswith("source=")]
+    lines[0] = " ".join(words + [f"source={h}"]) + "\n"
+    Path(labels).write_text("".join(lines))
+    return h
