@@ -118,13 +118,17 @@ def _cmd_sizes(a):
     rows = []
     for spec in a.point:
         parts = spec.split("=")
-        if len(parts) not in (3, 4):
-            raise SystemExit(f"error: --point {spec!r}: want NAME=US_PER_BLOCK=EVAL_JSON[=baseline]")
+        flags = set(parts[3:])
+        if len(parts) < 3 or len(flags) != len(parts) - 3 or not flags <= {"baseline", "balanced"}:
+            raise SystemExit(f"error: --point {spec!r}: want NAME=US_PER_BLOCK=EVAL_JSON[=baseline][=balanced]")
         rows.append({"name": parts[0], "us_per_block": float(parts[1]),
-                     "eval": json.loads(open(parts[2]).read())[0], "baseline": len(parts) == 4})
+                     "eval": json.loads(open(parts[2]).read())[0], "baseline": "baseline" in flags,
+                     # a calibrated bundle's class-averaged decisions are the balanced rule's
+                     "f1_key": "macro_f1_balanced" if "balanced" in flags else "macro_f1"})
     plot_sizes(rows, a.out, a.title)
     summary = [{"name": r["name"], "us_per_block": r["us_per_block"],
-                "stage_macro_f1": {k: v["macro_f1"] for k, v in r["eval"]["stages"].items()},
+                "stage_macro_f1": {k: v[r["f1_key"]] for k, v in r["eval"]["stages"].items()},
+                "decision_rule": "balanced" if r["f1_key"] == "macro_f1_balanced" else "stage argmax",
                 "topk_recall": r["eval"]["topk_recall"], "prior_topk_recall": r["eval"]["prior_topk_recall"]}
                for r in rows]
     with open(str(a.out).rsplit(".", 1)[0] + ".json", "w") as f:
@@ -288,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("sizes", help="plot macro F1 per stage and top-k recall against us per block")
     t.add_argument("--point", action="append", required=True,
-                   help="NAME=US_PER_BLOCK=EVAL_JSON (from evaluate --json); '=baseline' draws it as a cross")
+                   help="NAME=US_PER_BLOCK=EVAL_JSON (from evaluate --json); '=baseline' draws it as a cross, "
+                        "'=balanced' takes the stages' macro F1 of the balanced rule (calibrated bundles)")
     t.add_argument("--out", default="docs/sizes.png")
     t.add_argument("--title", default="")
     t.set_defaults(fn=_cmd_sizes)

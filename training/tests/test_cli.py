@@ -77,16 +77,19 @@ def test_cli_sizes_plot(tmp_path):
     """sizes: one point per evaluate result, a PNG and its data as JSON;
     a malformed point is refused."""
     import pytest
-    ev = {"stages": {s: {"macro_f1": f} for s, f in
+    ev = {"stages": {s: {"macro_f1": f, "macro_f1_balanced": f + 0.1} for s, f in
                      (("stage1", 0.7), ("stage2", 0.5), ("stage3_rect", 0.3), ("stage3_ab", 0.35))},
           "topk_recall": {str(k): 0.8 + 0.03 * k for k in range(1, 6)},
           "prior_topk_recall": {str(k): 0.8 + 0.02 * k for k in range(1, 6)}}
     (tmp_path / "e.json").write_text(json.dumps([ev]))
     out = tmp_path / "s.png"
     assert main(["sizes", "--point", f"a=5={tmp_path / 'e.json'}", "--point", f"b=50={tmp_path / 'e.json'}=baseline",
-                 "--out", str(out)]) == 0
+                 "--point", f"c=9={tmp_path / 'e.json'}=balanced", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
     data = json.loads((tmp_path / "s.json").read_text())
-    assert [d["name"] for d in data] == ["a", "b"] and data[1]["stage_macro_f1"]["stage2"] == 0.5
-    with pytest.raises(SystemExit):
-        main(["sizes", "--point", "a=5", "--out", str(out)])
+    assert [d["name"] for d in data] == ["a", "b", "c"] and data[1]["stage_macro_f1"]["stage2"] == 0.5
+    # a calibrated bundle's point takes the balanced rule's macro F1, and says so
+    assert data[2]["stage_macro_f1"]["stage2"] == 0.6 and data[2]["decision_rule"] == "balanced"
+    for bad in ("a=5", f"a=5={tmp_path / 'e.json'}=bold"):
+        with pytest.raises(SystemExit):
+            main(["sizes", "--point", bad, "--out", str(out)])
