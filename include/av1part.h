@@ -706,9 +706,10 @@ int32_t av1part_context_decision_policy(const struct Av1partContext *ctx);
 int32_t av1part_context_cpu_used(const struct Av1partContext *ctx);
 
 /**
- * 1 when the bundle's predictions depend on the previous source frame
- * (a `prev_y` channel or a `has_prev` side feature), else 0 (also for a
- * NULL context). When 0, callers may pass NULL `prev_y` at no loss.
+ * 1 when the bundle's predictions depend on the previous source frame (a
+ * `prev_y` channel of a block tensor some model reads, or a `has_prev` or
+ * `block_stats` side feature), else 0 (also for a NULL context). When 0,
+ * callers may pass NULL `prev_y` at no loss.
  */
 int32_t av1part_context_uses_prev_frame(const struct Av1partContext *ctx);
 

@@ -922,9 +922,10 @@ pub unsafe extern "C" fn av1part_context_cpu_used(ctx: *const Av1partContext) ->
     })
 }
 
-/// 1 when the bundle's predictions depend on the previous source frame
-/// (a `prev_y` channel or a `has_prev` side feature), else 0 (also for a
-/// NULL context). When 0, callers may pass NULL `prev_y` at no loss.
+/// 1 when the bundle's predictions depend on the previous source frame (a
+/// `prev_y` channel of a block tensor some model reads, or a `has_prev` or
+/// `block_stats` side feature), else 0 (also for a NULL context). When 0,
+/// callers may pass NULL `prev_y` at no loss.
 #[no_mangle]
 pub unsafe extern "C" fn av1part_context_uses_prev_frame(ctx: *const Av1partContext) -> i32 {
     guard_value(0, || {

@@ -360,28 +360,26 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Whether any model consumes the side tensor.
-    pub fn uses_side(&self) -> bool {
+    /// Whether any model (trunk, stage or fused graph) takes an input from `source`.
+    fn uses_source(&self, source: Source) -> bool {
         let graph = self.graph.as_ref().map_or(&[][..], |g| &g.inputs[..]);
         self.stages
             .iter()
             .flat_map(|s| s.inputs.iter())
             .chain(graph)
-            .any(|(_, src)| *src == Source::Side)
+            .any(|(_, src)| *src == source)
+    }
+
+    /// Whether any model consumes the side tensor.
+    pub fn uses_side(&self) -> bool {
+        self.uses_source(Source::Side)
     }
 
     /// Whether any model consumes the block tensor. A bundle whose graph
     /// takes side features alone (no trunk) does not: the plugin then builds
     /// no block tensor at all.
     pub fn uses_block(&self) -> bool {
-        let graph = self.graph.as_ref().map_or(&[][..], |g| &g.inputs[..]);
-        self.trunk.is_some()
-            || self
-                .stages
-                .iter()
-                .flat_map(|s| s.inputs.iter())
-                .chain(graph)
-                .any(|(_, src)| *src == Source::Block)
+        self.trunk.is_some() || self.uses_source(Source::Block)
     }
 
     /// Whether the previous source frame influences predictions: through

@@ -171,6 +171,12 @@ def _cmd_compact(a):
     return 0
 
 
+def _refuse_no_trunk(arch, what: str) -> None:
+    from .models import model_cfg
+    if arch and model_cfg(arch).get("family") == "notrunk":
+        raise SystemExit(f"error: {what}: arch {arch!r} has no trunk")
+
+
 def _cmd_experiments(a):
     from .experiments import rerender, run_experiments
     if a.render:
@@ -178,6 +184,7 @@ def _cmd_experiments(a):
         return 0
     if not a.data:
         raise SystemExit("error: experiments needs --data (or --render)")
+    _refuse_no_trunk(a.arch, "experiments (the notes' rows adapt or fine-tune a trunk)")
     run_experiments(a.data, a.out, budget=a.budget, seeds=a.seeds, epochs=a.epochs, max_steps=a.max_steps,
                     only=a.only, threads=a.threads, arch=a.arch)
     return 0
@@ -202,6 +209,7 @@ def _cmd_make_synth(a):
 
 def _cmd_bench(a):
     from .bench import bench_step
+    _refuse_no_trunk(a.arch, "bench-step (it times a backbone's step on the block tensor)")
     r = bench_step(a.arch, a.stem, a.batch, a.threads, a.steps, a.mode, a.channels_last)
     print(json.dumps(r))
     return 0

@@ -322,7 +322,7 @@ class Evaluation:
             old = json.loads(result_path.read_text())
             if old.get("key") == key:
                 # (a stock encode done as a plane point of an earlier run may be this run's reference)
-                self._oracle_labels(job, base)
+                self._oracle_labels(job, base, fresh=False)
                 self._progress(job, old, cached=True)
                 return old
         rc, cpu, wall = run_timed(cmd, Path(str(base) + ".log"))
@@ -339,22 +339,28 @@ class Evaluation:
             res["av1part"] = read_stats_summary(Path(str(base) + ".stats"))
         # 16x16 labels: display order (match rate); the reference also in decode order (oracle).
         extract_labels(str(ivf), str(base) + ".labels")
-        self._oracle_labels(job, base)
+        self._oracle_labels(job, base, fresh=True)
         tmp = result_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(res, indent=1))
         os.replace(tmp, result_path)
         self._progress(job, res, cached=False)
         return res
 
-    def _oracle_labels(self, job: Job, base: Path) -> None:
-        """The reference's labels in decode order, which the oracle modes read; written once."""
+    def _oracle_labels(self, job: Job, base: Path, fresh: bool) -> None:
+        """The reference's labels in decode order, which the oracle modes read, naming their
+        clip (the fork refuses another clip's labels). Made again after every new reference
+        encode (``fresh``); a cached one is kept only if it names its clip."""
+        if job.config != self.reference() or job.rep != 0:
+            return
         oracle = Path(str(base) + ".oracle")
-        if job.config == self.reference() and job.rep == 0 and not oracle.exists():
-            tmp = Path(str(oracle) + ".tmp")
-            extract_labels(str(base) + ".ivf", str(tmp), all_decoded=True)
-            # the fork refuses, at the first frame, labels whose source is another clip
-            stamp_source(str(tmp), self.sources[job.clip])
-            os.replace(tmp, oracle)
+        if not fresh and oracle.exists():
+            with open(oracle) as f:
+                if " source=" in f.readline():
+                    return
+        tmp = Path(str(oracle) + ".tmp")
+        extract_labels(str(base) + ".ivf", str(tmp), all_decoded=True)
+        stamp_source(str(tmp), self.sources[job.clip])
+        os.replace(tmp, oracle)
 
     def check_stream(self, job: Job, ivf: Path) -> dict:
         """Decodes with stock aomdec and dav1d: per-frame MD5s must agree; PSNR from aomdec."""

@@ -53,6 +53,11 @@ def plot_confusion(cm: np.ndarray, names, path: Path, title: str = ""):
     plt.close(fig)
 
 
+def _stage_f1(row: dict, stage: str) -> float:
+    """A size point's stage macro F1 under its decision rule (``f1_key``; sizes --point =balanced)."""
+    return row["eval"]["stages"][stage][row.get("f1_key", "macro_f1")]
+
+
 def plot_sizes(rows: list[dict], path: Path, title: str = ""):
     """Quality against cost: each row has ``name``, ``us_per_block`` and an
     ``evaluate`` result (``stages`` macro F1, ``topk_recall``,
@@ -66,13 +71,11 @@ def plot_sizes(rows: list[dict], path: Path, title: str = ""):
     x = [r["us_per_block"] for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, s in enumerate(("stage1", "stage2", "stage3_rect", "stage3_ab")):
-        ax[0].plot(x, [r["eval"]["stages"][s][r.get("f1_key", "macro_f1")] for r in rows], "o-", color=f"C{i}",
-                   label=s)
-        ax[0].plot([b["us_per_block"] for b in base],
-                   [b["eval"]["stages"][s][b.get("f1_key", "macro_f1")] for b in base], "x",
+        ax[0].plot(x, [_stage_f1(r, s) for r in rows], "o-", color=f"C{i}", label=s)
+        ax[0].plot([b["us_per_block"] for b in base], [_stage_f1(b, s) for b in base], "x",
                    color=f"C{i}", ms=9)
     for r in rows + base:
-        ax[0].annotate(r["name"], (r["us_per_block"], r["eval"]["stages"]["stage1"][r.get("f1_key", "macro_f1")]),
+        ax[0].annotate(r["name"], (r["us_per_block"], _stage_f1(r, "stage1")),
                        textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax[0].set_xscale("log")
     ax[0].set_xlabel("µs per block (predict_frame, 1080p, 1 thread)")

@@ -77,7 +77,9 @@ def make_optimizer(model: StageModel, cfg: TrainConfig, include_frozen_backbone:
         ad = list(model.adapters.parameters())
         if ad:
             groups.append({"params": ad, "lr": cfg.lr_adapter, "name": "adapter"})
-        groups.append({"params": list(model.head.parameters()), "lr": cfg.lr_head, "name": "head"})
+        # the head's group includes its side/statistics BatchNorms (param_groups): without them
+        # they kept gamma 1, beta 0 in Stages 2/3 (bundles before 2026-12-06 were trained so)
+        groups.append({"params": model.param_groups()["head"], "lr": cfg.lr_head, "name": "head"})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
 

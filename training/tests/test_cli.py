@@ -93,3 +93,11 @@ def test_cli_sizes_plot(tmp_path):
     for bad in ("a=5", f"a=5={tmp_path / 'e.json'}=bold"):
         with pytest.raises(SystemExit):
             main(["sizes", "--point", bad, "--out", str(out)])
+
+
+def test_commands_that_need_a_trunk_refuse_statsmlp_at_once(tmp_path):
+    import pytest
+    for argv in (["experiments", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--arch", "statsmlp"],
+                 ["bench-step", "--arch", "statsmlp"]):
+        with pytest.raises(SystemExit, match="has no trunk"):
+            main(argv)

@@ -145,6 +145,21 @@ def test_oracle_reproduces_the_stock_partitions(work):
     assert same > 0.9, same
 
 
+def test_oracle_source_check_passes_high_bit_depth(work):
+    """A 10-bit clip's labels, named by the hash of its 16-bit samples, pass the fork's
+    first-frame check (the same hash of the samples the encoder is given)."""
+    d, clips = work
+    stock, _ = encode(work, "o10-stock", stock_aomenc(), [], clip="cp168x120_10bit", bd=10)
+    labels = d / "o10.oracle"
+    extract_labels(str(stock), str(labels), all_decoded=True)
+    stamp_source(str(labels), clips["cp168x120_10bit"])
+    stats = d / "o10-stats.txt"
+    encode(work, "o10-fork", fork_aomenc(), ["--av1part-mode=oracle", f"--av1part-oracle={labels}",
+                                             f"--av1part-stats={stats}"], clip="cp168x120_10bit", bd=10)
+    s = read_stats_summary(stats)
+    assert s["oracle_mismatch"] == 0 and s["types_skipped"] > 0, s
+
+
 def _fails_at_start(work, name, args, needle, env=None):
     d, clips = work
     out = d / f"{name}.ivf"

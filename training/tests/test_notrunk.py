@@ -47,3 +47,15 @@ def test_committed_test_notrunk_bundle_is_what_the_generator_and_compact_make(tm
     assert max(max_output_diff(old, new).values()) < REGENERATED_TOLERANCE
     m_old = json.loads((ONNX / "test-notrunk" / "manifest.json").read_text())
     assert m_old["input"] == m["input"] and m_old["graph"]["inputs"] == m["graph"]["inputs"]
+
+
+def test_later_stages_train_the_side_normalisation():
+    """Stages 2/3 optimise their head's side BatchNorm too (its scale and shift): every
+    input of a head without trunk passes through it."""
+    from av1part_train.config import TrainConfig
+    from av1part_train.train import make_optimizer
+    m = StageModel("stage2", arch="statsmlp", in_chans=4, num_side=31, stem="none", mode="frozen", side_norm=True)
+    opt = make_optimizer(m, TrainConfig(stage="stage2"))
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert {id(m.side_norm.weight), id(m.side_norm.bias)} <= trained
+    assert {id(p) for p in m.head.parameters()} <= trained

@@ -168,7 +168,7 @@ def stamp_source(labels: str, y4m: str) -> str:
     if not lines or not lines[0].startswith("# av1part-labels"):
         raise DataError(f"{labels}: not an av1part-labels output")
     h = source_hash(y4m)
-    words = [w for w in lines[0].split() if not w.startswith("source=")]
-    lines[0] = " ".join(words + [f"source={h}"]) + "\n"
+    head = re.sub(r" source=[0-9a-f]{16}$", "", lines[0].rstrip("\n"))   # the field this function appends
+    lines[0] = f"{head} source={h}\n"
     Path(labels).write_text("".join(lines))
     return h

@@ -303,7 +303,8 @@ class FusedExport(nn.Module):
         self.order = list(STAGE_ORDER)
         self.stage1 = stages[ROOT][0]
         ref = self.stage1.backbone.layer3.state_dict()
-        self.share_layer3 = all(
+        # (no trunk: nothing to share, and all() of nothing would say True)
+        self.share_layer3 = self.stage1.has_trunk and all(
             all(torch.equal(m.backbone.layer3.state_dict()[k], v) for k, v in ref.items())
             for s in self.order for m in stages[s])
         self.heads = nn.ModuleDict({s: StageExport(list(stages[s]), (logit_shifts or {}).get(s),
