@@ -655,9 +655,9 @@ def cells_input(model, name: str = "x"):
     return m
 
 
-def max_output_diff(a, b, n: int = 64, seed: int = 0, b_layout: str = "planar", x_name: str = "x") -> dict:
+def max_output_diff(a, b, n: int = 64, seed: int = 0, b_layout: str = "planar", x_name: str | None = "x") -> dict:
     """Largest |difference| per output of two models on the same random inputs (ONNX Runtime);
-    ``b_layout``: the layout ``b`` takes its block input ``x_name`` in."""
+    ``b_layout``: the layout ``b`` takes its block input ``x_name`` in (None: no block input)."""
     import onnxruntime as ort
     from .tensor import to_layout
     so = ort.SessionOptions()
@@ -693,7 +693,7 @@ def compact_bundle(src, dst, name: str | None = None, tolerance: float = 1e-5, l
     if not block_inputs:
         layout = "planar"   # a graph without block input (no trunk) has no block tensor to reorder
     new = compact_model(orig, group=group, layout=layout, collapse=collapse)
-    diffs = max_output_diff(orig, new, b_layout=layout, x_name=block_inputs[0] if block_inputs else "x")
+    diffs = max_output_diff(orig, new, b_layout=layout, x_name=block_inputs[0] if block_inputs else None)
     if max(diffs.values()) > tolerance:
         raise CompactError(f"compacted graph differs from {src} by {diffs} (tolerance {tolerance})")
     with tempfile.TemporaryDirectory() as td:

@@ -304,21 +304,16 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
 
     with torch.no_grad():
         mod = FusedExport(stages, shifts, temperatures).eval()
-        # a bundle without trunk (models/notrunk.py) never reads the block tensor:
-        # its graph takes the side features alone, and the plugin builds no `x`
-        takes_block = mod.takes_block
-        if takes_block and spec.num_side:
-            args, names = (x_chk[:2], side_chk[:2]), ["x", "side"]
-            want = mod(x_chk, side_chk)
-        elif takes_block:
-            args, names = (x_chk[:2],), ["x"]
-            want = mod(x_chk)
-        else:
-            if not spec.num_side:
-                raise ExportError("a bundle without trunk needs side features")
-            args, names = (side_chk[:2],), ["side"]
-            want = mod(None, side_chk)
-        proto = _export_onnx(mod if takes_block else _SideOnly(mod), args, names, list(STAGE_ORDER))
+        # The graph's inputs, decided once: a bundle without trunk (models/notrunk.py) never
+        # reads the block tensor, so its graph takes the side features alone and the plugin
+        # builds no `x`. (name, manifest source, check tensor, manifest shape)
+        io = ([("x", "block", x_chk, spec.x_shape())] if mod.takes_block else []) + \
+             ([("side", "side", side_chk, [-1, spec.num_side])] if spec.num_side else [])
+        if not io:
+            raise ExportError("the graph would have no input: a bundle without trunk needs side features")
+        want = mod(x_chk if mod.takes_block else None, side_chk if spec.num_side else None)
+        proto = _export_onnx(mod if mod.takes_block else _SideOnly(mod), tuple(t[:2] for _, _, t, _ in io),
+                             [n for n, _, _, _ in io], list(STAGE_ORDER))
     onnx.save_model(proto, str(tmp / FUSED_FILE))
     onnx.checker.check_model(str(tmp / FUSED_FILE))
     # Fold the weight-only subgraphs (BlockNet's dense grid matrices, the
@@ -338,17 +333,12 @@ def _export_fused(tmp: Path, spec: InputSpec, stages, priors, shifts, x_chk, sid
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(tmp / FUSED_FILE), so, providers=["CPUExecutionProvider"])
-    feed = {"x": x_chk.numpy()} if takes_block else {}
-    if spec.num_side:
-        feed["side"] = side_chk.numpy()
-    got = sess.run(list(STAGE_ORDER), feed)
+    got = sess.run(list(STAGE_ORDER), {n: t.numpy() for n, _, t, _ in io})
     diffs = {s: _max_diff(g, w.numpy()) for s, g, w in zip(STAGE_ORDER, got, want)}
     for s, d in diffs.items():
         if not d <= tol:
             raise ExportError(f"{FUSED_FILE}: output {s}: onnxruntime vs PyTorch max abs diff {d:.3g} > {tol}")
-    inputs = [{"name": "x", "source": "block", "shape": spec.x_shape()}] if takes_block else []
-    if spec.num_side:
-        inputs.append({"name": "side", "source": "side", "shape": [-1, spec.num_side]})
+    inputs = [{"name": n, "source": src, "shape": shape} for n, src, _, shape in io]
     manifest = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION_FUSED, "name": name, "description": description,
         "input": spec.manifest(),
